@@ -1,0 +1,124 @@
+"""Scorer: load a bundle and turn texts into head probabilities with ONNX Runtime.
+
+This is the one inference path. The HTTP service, the batch CLI, the Ray actor and the
+evaluation code all call :meth:`Scorer.predict`, so their outputs cannot drift.
+Imports only onnxruntime, tokenizers and numpy: never torch or transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from model.bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, BundleMeta, read_meta, verify_files
+from model.labels import ONNX_OUTPUTS, SENTIMENT_LABELS, SEVERITY_LABELS
+from model.text import TextEncoder
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 for stable, exactly normalised probabilities."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Head probabilities for a batch of texts, rows in input order."""
+
+    severity: np.ndarray  # [n, 5] softmax over SEVERITY_LABELS
+    followup: np.ndarray  # [n] sigmoid probability of private follow-up
+    sentiment: np.ndarray  # [n, 3] softmax over SENTIMENT_LABELS
+    truncated: np.ndarray  # [n] bool: text was longer than the model window
+
+    def __len__(self) -> int:
+        return int(self.followup.shape[0])
+
+
+class Scorer:
+    """A loaded bundle: tokenizer + ONNX session + metadata."""
+
+    def __init__(self, bundle_dir: Path, meta: BundleMeta, session: ort.InferenceSession,
+                 encoder: TextEncoder, batch_size: int) -> None:
+        self.bundle_dir = bundle_dir
+        self.meta = meta
+        self.session = session
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path, *, intra_op_threads: int = 0, inter_op_threads: int = 1,
+             batch_size: int = 32, verify: bool = True) -> "Scorer":
+        """Load and check a bundle; raises :class:`BundleError` with a clear reason."""
+        bundle_dir = Path(bundle_dir)
+        meta = read_meta(bundle_dir)
+        if verify:
+            verify_files(bundle_dir, meta)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = inter_op_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(bundle_dir / MODEL_FILE), opts,
+                                           providers=["CPUExecutionProvider"])
+            encoder = TextEncoder.from_file(str(bundle_dir / TOKENIZER_FILE), max_length=meta.max_length,
+                                            prefix=meta.prefix, pad_id=meta.pad_id)
+        except Exception as exc:  # ORT raises its own exception types for broken graphs
+            raise BundleError(f"bundle {bundle_dir}: cannot load model or tokenizer: {exc}") from exc
+        scorer = cls(bundle_dir, meta, session, encoder, batch_size)
+        scorer._check_signature()
+        return scorer
+
+    def _check_signature(self) -> None:
+        """Refuse a model whose inputs/outputs do not match the label scheme."""
+        inputs = {i.name for i in self.session.get_inputs()}
+        if inputs != {"input_ids", "attention_mask"}:
+            raise BundleError(f"bundle {self.bundle_dir}: model inputs {sorted(inputs)} are not "
+                              "['attention_mask', 'input_ids']")
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs != list(ONNX_OUTPUTS):
+            raise BundleError(f"bundle {self.bundle_dir}: model outputs {outputs} != {list(ONNX_OUTPUTS)}")
+        probe = self._run_padded(["warm-up"] * 2)
+        widths = (probe[0].shape[1], probe[1].shape[1], probe[2].shape[1])
+        if widths != (len(SEVERITY_LABELS), 1, len(SENTIMENT_LABELS)):
+            raise BundleError(f"bundle {self.bundle_dir}: model output widths {widths} do not match "
+                              f"labels ({len(SEVERITY_LABELS)}, 1, {len(SENTIMENT_LABELS)})")
+        vocab = self.encoder.tokenizer.get_vocab_size()
+        embed_rows = self.meta.training_config.get("vocab_size")
+        if embed_rows and vocab > int(embed_rows):
+            raise BundleError(f"bundle {self.bundle_dir}: tokenizer has {vocab} tokens but the model "
+                              f"embeds only {embed_rows}: wrong tokenizer")
+
+    def _run_padded(self, texts: Sequence[str]) -> list[np.ndarray]:
+        enc = self.encoder.encode(texts)
+        return self.session.run(list(ONNX_OUTPUTS), {"input_ids": enc.input_ids,
+                                                      "attention_mask": enc.attention_mask})
+
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> Predictions:
+        """Score texts; batches are formed by token length to minimise padding."""
+        n = len(texts)
+        size = batch_size or self.batch_size
+        ids, truncated = self.encoder.token_ids(texts)
+        order = np.argsort([len(r) for r in ids], kind="stable")
+        sev = np.zeros((n, len(SEVERITY_LABELS)))
+        fol = np.zeros(n)
+        sen = np.zeros((n, len(SENTIMENT_LABELS)))
+        for start in range(0, n, size):
+            idx = order[start:start + size]
+            enc = self.encoder.pad([ids[i] for i in idx], [truncated[i] for i in idx])
+            s, f, t = self.session.run(list(ONNX_OUTPUTS), {"input_ids": enc.input_ids,
+                                                             "attention_mask": enc.attention_mask})
+            sev[idx] = softmax(s)
+            fol[idx] = sigmoid(f[:, 0])
+            sen[idx] = softmax(t)
+        return Predictions(sev, fol, sen, np.asarray(truncated, dtype=bool))

@@ -1,0 +1,1 @@
+"""Scoring service (Litestar HTTP API), priority rules and the batch scorer."""

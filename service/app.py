@@ -1,0 +1,213 @@
+"""Litestar application: ``create_app(settings)``; the lifespan owns the ONNX session and batcher."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import anyio
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from model.labels import labels_dict
+from model.scorer import Scorer
+from service import metrics
+from service.batcher import MicroBatcher, Overloaded
+from service.priority import PriorityConfig, load_config
+from service.schemas import ErrorBody, ScoreRequest, ScoreResponse
+from service.settings import Settings
+from service.triage import build_results
+
+log = logging.getLogger("complaint_triage")
+MODEL_HEADER = "X-Model-Version"
+
+
+@dataclass
+class Runtime:
+    """What the lifespan loads: scorer, batcher, priority rules."""
+
+    scorer: Scorer
+    batcher: MicroBatcher
+    priority: PriorityConfig
+
+
+def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """401 unless auth is off or the request carries a valid key (constant-time compare)."""
+    keys: frozenset[str] = connection.app.state.settings.api_keys
+    if not keys:
+        return
+    given = connection.headers.get("x-api-key", "")
+    auth = connection.headers.get("authorization", "")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    ok = False
+    for key in keys:  # compare against every key so timing does not reveal which one matched
+        ok |= hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8"))
+    if not ok:
+        metrics.ERRORS.labels("unauthorized").inc()
+        raise NotAuthorizedException("missing or invalid API key (send it in the X-API-Key header)")
+
+
+def _runtime(state: State) -> Runtime:
+    rt: Runtime | None = state.get("runtime")
+    if rt is None or not state.get("ready"):
+        raise HTTPException(status_code=503, detail="model is not loaded yet; retry shortly",
+                            headers={"Retry-After": "1"})
+    return rt
+
+
+def check_limits(req: ScoreRequest, settings: Settings) -> None:
+    """Reject empty batches, too many messages, and empty or oversized texts, naming the field."""
+    n = len(req.messages)
+    if n == 0:
+        raise ValidationException("messages must hold at least one message",
+                                  extra=[{"key": "messages", "message": "empty list"}])
+    if n > settings.max_messages:
+        raise ClientException(status_code=413, detail=f"too many messages: {n} > limit {settings.max_messages} "
+                              "per request; split the batch", extra=[{"key": "messages", "message": "too many"}])
+    for i, msg in enumerate(req.messages):
+        if not msg.text.strip():
+            raise ValidationException(f"messages[{i}].text is empty or whitespace",
+                                      extra=[{"key": f"messages[{i}].text", "message": "empty text"}])
+        if len(msg.text) > settings.max_text_chars:
+            raise ClientException(status_code=413, detail=f"messages[{i}].text has {len(msg.text)} characters; "
+                                  f"the limit is {settings.max_text_chars}",
+                                  extra=[{"key": f"messages[{i}].text", "message": "text too long"}])
+
+
+def _check_content(request: Request[Any, Any, Any]) -> None:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.split(";")[0].strip().lower() == "application/json":
+        raise ClientException(status_code=415, detail=f"Content-Type must be application/json, got {ctype!r}")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ClientException(status_code=415, detail=f"Content-Encoding {encoding!r} is not accepted; "
+                              "send an uncompressed JSON body")
+
+
+@post("/v1/score", guards=[api_key_guard], status_code=200, summary="Score customer messages",
+      before_request=_check_content,
+      responses={})
+async def score(request: Request[Any, Any, Any], data: ScoreRequest, state: State) -> Response[ScoreResponse]:
+    """Score 1..N messages; results come back in input order."""
+    received = datetime.now(timezone.utc)
+    rt = _runtime(state)
+    check_limits(data, state.settings)
+    try:
+        preds = await rt.batcher.submit([m.text for m in data.messages])
+    except Overloaded as exc:
+        metrics.ERRORS.labels("overloaded").inc()
+        raise HTTPException(status_code=503, detail=f"overloaded: {exc}; retry later",
+                            headers={"Retry-After": "1"}) from exc
+    meta = rt.scorer.meta
+    results = build_results(data.messages, preds, meta.followup_threshold, rt.priority, received_at=received)
+    metrics.MESSAGES.inc(len(results))
+    for r in results:
+        metrics.PREDICTIONS.labels("severity", r.severity).inc()
+        metrics.PREDICTIONS.labels("sentiment", r.sentiment).inc()
+        metrics.PREDICTIONS.labels("private_followup", str(r.private_followup).lower()).inc()
+    if state.settings.log_texts:
+        for m, r in zip(data.messages, results):
+            log.debug("scored id=%s severity=%s text=%r", m.id, r.severity, m.text)
+    return Response(ScoreResponse(meta.name, meta.version, results),
+                    headers={MODEL_HEADER: f"{meta.name}/{meta.version}"})
+
+
+@get("/health", summary="Process is alive", sync_to_thread=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/ready", summary="Model loaded and warmed up", sync_to_thread=False)
+def ready(state: State) -> Response[dict[str, str]]:
+    if state.get("ready"):
+        return Response({"status": "ready"})
+    return Response({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
+
+
+@get("/info", guards=[api_key_guard], summary="Model and limits", sync_to_thread=False)
+def info(state: State) -> dict[str, Any]:
+    rt = _runtime(state)
+    meta, s = rt.scorer.meta, state.settings
+    return {"model": meta.name, "version": meta.version, "backbone": meta.backbone, "created_at": meta.created_at,
+            "quantization": meta.quantization, "labels": labels_dict(),
+            "thresholds": {"private_followup": meta.followup_threshold, "is_complaint": 0.5},
+            "max_length_tokens": meta.max_length,
+            "limits": {"max_messages": s.max_messages, "max_text_chars": s.max_text_chars,
+                       "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},
+            "batching": {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms},
+            "business_hours": {"timezone": rt.priority.hours.timezone, "days": list(rt.priority.hours.days),
+                               "start": rt.priority.hours.start.isoformat("minutes"),
+                               "end": rt.priority.hours.end.isoformat("minutes")}}
+
+
+class Metrics(PrometheusController):
+    """Prometheus exposition (request metrics from the plugin plus ct_* model metrics)."""
+
+    guards = [api_key_guard]
+
+
+def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """Every error is JSON {status_code, detail, extra}; unexpected ones are logged, not leaked."""
+    if isinstance(exc, HTTPException):
+        status, detail, extra = exc.status_code, exc.detail, exc.extra
+        headers = exc.headers or {}
+        if status >= 500 and status != 503:
+            metrics.ERRORS.labels("internal").inc()
+        elif status < 500 and status not in (401,):
+            metrics.ERRORS.labels("bad_request" if status == 400 else f"http_{status}").inc()
+    else:
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        metrics.ERRORS.labels("internal").inc()
+        status, detail, extra, headers = 500, "internal error", None, {}
+    body_extra = extra if isinstance(extra, (list, dict)) else None
+    if isinstance(body_extra, list):
+        body_extra = [{str(k): str(v) for k, v in e.items()} if isinstance(e, dict) else {"message": str(e)}
+                      for e in body_extra]
+    return Response(ErrorBody(status, str(detail), body_extra), status_code=status, headers=headers,
+                    media_type=MediaType.JSON)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app; the bundle is loaded (and warmed up) by the lifespan, not at import."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        scorer = await anyio.to_thread.run_sync(lambda: Scorer.load(
+            settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch))
+        await anyio.to_thread.run_sync(lambda: scorer.predict(["warm-up message"] * 8))
+        batcher = MicroBatcher(scorer.predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+                               max_queue=settings.max_queue)
+        batcher.start()
+        app.state.runtime = Runtime(scorer, batcher, load_config(settings.priority_config,
+                                                                 timezone_name=settings.timezone))
+        app.state.ready = True
+        log.info("serving %s %s from %s", scorer.meta.name, scorer.meta.version, settings.bundle)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await batcher.close()
+
+    prometheus = PrometheusConfig(app_name="complaint_triage", group_path=True,
+                                  exclude=["/metrics", "/health", "/ready"])
+    return Litestar(
+        route_handlers=[score, health, ready, info, Metrics],
+        lifespan=[lifespan],
+        state=State({"settings": settings, "ready": False}),
+        middleware=[prometheus.middleware],
+        exception_handlers={Exception: _error_handler},
+        openapi_config=OpenAPIConfig(title="complaint-triage", version="1.0.0", path="/schema"),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

@@ -1,0 +1,14 @@
+"""Prometheus metrics of the scoring path (module-level: one set per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BATCH_SIZE = Histogram("ct_batch_size", "Messages per model batch",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+BATCH_SECONDS = Histogram("ct_batch_seconds", "Model time per batch",
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+QUEUE_DEPTH = Gauge("ct_queue_depth", "Messages waiting for the model")
+MESSAGES = Counter("ct_messages_scored_total", "Messages scored")
+PREDICTIONS = Counter("ct_predictions_total", "Predicted labels", ["head", "label"])
+ERRORS = Counter("ct_errors_total", "Requests rejected or failed, by kind", ["kind"])

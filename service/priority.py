@@ -1,0 +1,141 @@
+"""Transparent priority rules: model outputs + message metadata → priority 0-100 and reasons.
+
+Weights live in a TOML file (``service/priority.toml`` by default, ``CT_PRIORITY_CONFIG`` to
+override). The same inputs always give the same priority: nothing here reads the clock; the
+caller passes the time the message was created or received.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from model.labels import PUBLIC_CHANNELS, SEVERITY_LABELS
+
+DEFAULT_CONFIG = Path(__file__).with_name("priority.toml")
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """Opening days and hours in one time zone."""
+
+    timezone: str = "Europe/London"
+    days: tuple[str, ...] = DAYS[:5]
+    start: time = time(8, 0)
+    end: time = time(18, 0)
+
+    def __post_init__(self) -> None:
+        ZoneInfo(self.timezone)  # raises for an unknown zone
+        if unknown := set(self.days) - set(DAYS):
+            raise ValueError(f"unknown business days {sorted(unknown)}; use {', '.join(DAYS)}")
+
+    def is_open(self, when: datetime) -> bool:
+        local = self.localize(when)
+        return DAYS[local.weekday()] in self.days and self.start <= local.time() < self.end
+
+    def localize(self, when: datetime) -> datetime:
+        aware = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        return aware.astimezone(ZoneInfo(self.timezone))
+
+
+@dataclass(frozen=True)
+class PriorityConfig:
+    """Weights of every rule (see priority.toml for the documented defaults)."""
+
+    complaint_threshold: float = 0.5
+    severity_points: dict[str, float] = field(default_factory=lambda: dict(zip(SEVERITY_LABELS, (0, 20, 40, 60, 85))))
+    private_followup: float = 8
+    public_channel: float = 4
+    verified_author: float = 3
+    promoted: float = 15
+    prior_contact_each: float = 4
+    prior_contact_max: float = 12
+    outside_business_hours: float = 5
+    reach: tuple[tuple[int, float], ...] = ((10_000, 5), (100_000, 10), (1_000_000, 15))
+    hours: BusinessHours = BusinessHours()
+
+    def __post_init__(self) -> None:
+        if set(self.severity_points) != set(SEVERITY_LABELS):
+            raise ValueError(f"severity_points must name exactly {', '.join(SEVERITY_LABELS)}")
+
+
+def _clock(text: str) -> time:
+    hh, mm = text.split(":")
+    return time(int(hh), int(mm))
+
+
+def load_config(path: str | Path | None = None, *, timezone_name: str | None = None) -> PriorityConfig:
+    """Read a priority TOML file (defaults for anything it leaves out)."""
+    raw: dict[str, Any] = tomllib.loads(Path(path or DEFAULT_CONFIG).read_text(encoding="utf-8"))
+    boosts = dict(raw.get("boosts", {}))
+    tiers = tuple(sorted((int(t["min_followers"]), float(t["points"])) for t in boosts.pop("reach", [])))
+    bh = raw.get("business_hours", {})
+    hours = BusinessHours(timezone=timezone_name or bh.get("timezone", "Europe/London"),
+                          days=tuple(bh.get("days", DAYS[:5])), start=_clock(bh.get("start", "08:00")),
+                          end=_clock(bh.get("end", "18:00")))
+    kwargs: dict[str, Any] = {k: float(v) for k, v in boosts.items()}
+    if "severity_points" in raw:
+        kwargs["severity_points"] = {k: float(v) for k, v in raw["severity_points"].items()}
+    if tiers:
+        kwargs["reach"] = tiers
+    return PriorityConfig(complaint_threshold=float(raw.get("complaint_threshold", 0.5)), hours=hours, **kwargs)
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Everything a priority decision depends on."""
+
+    severity_scores: dict[str, float]
+    private_followup: bool
+    private_followup_probability: float
+    channel: str | None = None
+    followers: int | None = None
+    verified: bool | None = None
+    promoted: bool = False
+    prior_contacts: int = 0
+    when: datetime | None = None  # created_at, else the time it was received; None = unknown
+
+
+def _followers(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M".replace(".0M", "M")
+    return f"{n / 1000:.0f}k" if n >= 1000 else str(n)
+
+
+def priority(sig: Signals, cfg: PriorityConfig) -> tuple[int, list[str]]:
+    """Priority 0-100 and the human-readable reasons that raised it."""
+    top = max(sig.severity_scores, key=sig.severity_scores.__getitem__)
+    score = sum(cfg.severity_points[k] * p for k, p in sig.severity_scores.items())
+    reasons = [f"severity {top} (p={sig.severity_scores[top]:.2f})"]
+    if 1.0 - sig.severity_scores["none"] < cfg.complaint_threshold:
+        return int(round(min(100.0, max(0.0, score)))), reasons
+    boosts: list[tuple[float, str]] = []
+    if sig.private_followup:
+        boosts.append((cfg.private_followup, f"private follow-up needed (p={sig.private_followup_probability:.2f})"))
+    if sig.channel in PUBLIC_CHANNELS:
+        boosts.append((cfg.public_channel, f"public channel ({sig.channel})"))
+    tier = max((pts for low, pts in cfg.reach if (sig.followers or 0) >= low), default=0.0)
+    if tier:
+        boosts.append((tier, f"author reach {_followers(int(sig.followers or 0))} followers"))
+    if sig.verified:
+        boosts.append((cfg.verified_author, "verified author"))
+    if sig.promoted:
+        boosts.append((cfg.promoted, "paid/promoted post"))
+    if sig.prior_contacts > 0:
+        plural = "s" if sig.prior_contacts != 1 else ""
+        boosts.append((min(cfg.prior_contact_max, cfg.prior_contact_each * sig.prior_contacts),
+                       f"{sig.prior_contacts} prior contact{plural} across channels"))
+    if sig.when is not None and not cfg.hours.is_open(sig.when):
+        local = cfg.hours.localize(sig.when)
+        boosts.append((cfg.outside_business_hours,
+                       f"received outside business hours ({local:%a %H:%M} {cfg.hours.timezone})"))
+    for points, reason in boosts:
+        if points > 0:
+            score += points
+            reasons.append(reason)
+    return int(round(min(100.0, max(0.0, score)))), reasons

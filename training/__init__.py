@@ -1,0 +1,1 @@
+"""Training pipeline: data → fine-tune (torch) → ONNX export → int8 → evaluation → bundle."""

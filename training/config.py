@@ -1,0 +1,127 @@
+"""Typed, frozen training configuration with working defaults.
+
+Every field can be overridden on the command line (``--epochs 2``, ``--freeze-embeddings false``);
+the resolved config is saved into the bundle next to the model it produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Where each field lives in the input file (for data in another schema)."""
+
+    text: str = "text"
+    severity: str = "severity"
+    private_followup: str = "private_followup"
+    sentiment: str = "sentiment"
+    lang: str = "lang"
+    id: str = "id"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning hyper-parameters and inputs. Defaults build the shipped bundle."""
+
+    data: tuple[str, ...] = ("data/corpus",)
+    #: evaluation-only hard cases; skipped when the path does not exist
+    challenge: str = "data/challenge"
+    backbone: str = "multilingual-e5-small"
+    output_dir: str = "artifacts/bundle"
+    name: str = "complaint-triage"
+    version: str = "1.0.0"
+    max_length: int = 128
+    batch_size: int = 16
+    epochs: int = 4
+    learning_rate: float = 5e-5
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    dropout: float = 0.1
+    freeze_embeddings: bool = True
+    patience: int = 1
+    seed: int = 13
+    #: stop training (keeping the best epoch) once this many seconds have passed
+    time_budget_s: float = 660.0
+    #: use at most this many training rows (0 = all); for smoke tests
+    max_train_rows: int = 0
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    quantize: bool = True
+    min_int8_agreement: float = 0.995
+    max_int8_f1_drop: float = 0.01
+    threads: int = 0
+    columns: ColumnMap = field(default_factory=ColumnMap)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_length": 8 <= self.max_length <= 512,
+            "batch_size": self.batch_size >= 1,
+            "epochs": self.epochs >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "head_learning_rate": self.head_learning_rate > 0,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "dropout": 0 <= self.dropout < 1,
+            "patience": self.patience >= 0,
+            "time_budget_s": self.time_budget_s > 0,
+            "max_train_rows": self.max_train_rows >= 0,
+            "min_int8_agreement": 0 < self.min_int8_agreement <= 1,
+            "loss_weights": len(self.loss_weights) == 3 and all(w >= 0 for w in self.loss_weights),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training config values: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+        if not self.data:
+            raise ValueError("at least one data path is required")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir)
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per TrainConfig / ColumnMap field (defaults left unset)."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "columns":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, bool):
+            parser.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL")
+        elif isinstance(default, tuple):
+            kind = type(default[0]) if default else str
+            parser.add_argument(flag, type=kind, nargs="+", default=None)
+        else:
+            parser.add_argument(flag, type=type(default), default=None)
+    for f in dataclasses.fields(ColumnMap):
+        parser.add_argument(f"--{f.name.replace('_', '-')}-col", dest=f"col_{f.name}", default=None,
+                            help=f"input column holding {f.name} (default {f.default!r})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build a TrainConfig from parsed args, keeping defaults for flags not given."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainConfig):
+        val = getattr(args, f.name, None)
+        if val is not None and f.name != "columns":
+            values[f.name] = tuple(val) if isinstance(val, list) else val
+    cols = {f.name: getattr(args, f"col_{f.name}") for f in dataclasses.fields(ColumnMap)
+            if getattr(args, f"col_{f.name}", None)}
+    return TrainConfig(columns=ColumnMap(**cols), **values)

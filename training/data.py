@@ -1,0 +1,142 @@
+"""Load labeled data (JSONL, CSV, Parquet) with a column mapping, validate, and split.
+
+Splits are a pure function of each row's ``id``: a hash maps the id to a bucket in
+[0, 100) — < 80 train, < 90 validation, else test. Adding rows never moves old ones, and
+because the hash ignores the labels, every (severity, language) stratum is split ~80/10/10
+(the data tests check the tolerance).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS, parse_bool_label
+from training.config import ColumnMap
+
+SPLITS = ("train", "validation", "test")
+MISSING = -1
+
+
+class DataError(ValueError):
+    """A data file or row is unusable; the message names the file, row and field."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labeled message; label fields are -1 when the row lacks that label."""
+
+    id: str
+    text: str
+    lang: str
+    severity: int
+    followup: int
+    sentiment: int
+
+
+def split_of(example_id: str) -> str:
+    """Deterministic split for an id (stable under additions)."""
+    bucket = int(hashlib.sha256(example_id.encode("utf-8")).hexdigest()[:8], 16) % 100
+    if bucket < 80:
+        return "train"
+    return "validation" if bucket < 90 else "test"
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus every .jsonl/.csv/.parquet file inside named directories."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix in {".jsonl", ".json", ".csv", ".parquet"}))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"data path not found: {p}")
+    if not out:
+        raise DataError(f"no data files found in {', '.join(map(str, paths))}")
+    return out
+
+
+def _builder(path: Path) -> str:
+    kinds = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+    if path.suffix not in kinds:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .csv or .parquet)")
+    return kinds[path.suffix]
+
+
+def read_rows(paths: Sequence[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Read raw rows with the ``datasets`` library, remembering each row's file."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    rows: list[tuple[Path, dict[str, Any]]] = []
+    for path in expand_paths(paths):
+        try:
+            ds = datasets.load_dataset(_builder(path), data_files=str(path), split="train", keep_in_memory=True)
+        except Exception as exc:  # datasets wraps parser errors in several exception types
+            raise DataError(f"{path}: cannot parse: {exc}") from exc
+        rows.extend((path, row) for row in ds)
+    return rows
+
+
+def _label(value: Any, labels: Sequence[str], where: str, field: str) -> int:
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return MISSING
+    text = str(value).strip().lower()
+    if text not in labels:
+        raise DataError(f"{where}: unknown {field} value {value!r} (allowed: {', '.join(labels)})")
+    return labels.index(text)
+
+
+def to_example(row: dict[str, Any], cols: ColumnMap, where: str, index: int) -> Example:
+    """Validate and convert one raw row."""
+    text = row.get(cols.text)
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{where}: missing or empty text in column {cols.text!r}")
+    try:
+        followup = parse_bool_label(row.get(cols.private_followup))
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from exc
+    ex_id = row.get(cols.id)
+    return Example(
+        id=str(ex_id) if ex_id not in (None, "") else f"row-{index}",
+        text=text,
+        lang=str(row.get(cols.lang) or "und"),
+        severity=_label(row.get(cols.severity), SEVERITY_LABELS, where, "severity"),
+        followup=MISSING if followup is None else int(followup),
+        sentiment=_label(row.get(cols.sentiment), SENTIMENT_LABELS, where, "sentiment"),
+    )
+
+
+def load_examples(paths: Sequence[str | Path], cols: ColumnMap = ColumnMap()) -> list[Example]:
+    """Load and validate every row; a row with no label at all is an error."""
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for i, (path, row) in enumerate(read_rows(paths)):
+        ex = to_example(row, cols, f"{path} row {i}", i)
+        if ex.severity == ex.followup == ex.sentiment == MISSING:
+            raise DataError(f"{path} row {i} (id {ex.id}): has none of the label columns "
+                            f"{cols.severity!r}, {cols.private_followup!r}, {cols.sentiment!r}")
+        if ex.id in seen:
+            raise DataError(f"{path} row {i}: duplicate id {ex.id!r}")
+        seen.add(ex.id)
+        examples.append(ex)
+    return examples
+
+
+def split_examples(examples: Sequence[Example]) -> dict[str, list[Example]]:
+    """Group examples by their deterministic split."""
+    out: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    for ex in examples:
+        out[split_of(ex.id)].append(ex)
+    return out
+
+
+def data_hash(examples: Sequence[Example]) -> str:
+    """sha256 over ids, texts and labels, order-independent; recorded in the bundle."""
+    digest = hashlib.sha256()
+    for ex in sorted(examples, key=lambda e: e.id):
+        digest.update(f"{ex.id}\t{ex.text}\t{ex.severity}\t{ex.followup}\t{ex.sentiment}\n".encode())
+    return digest.hexdigest()

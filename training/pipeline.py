@@ -1,0 +1,175 @@
+"""`make model`: backbone → fine-tune → ONNX → parity → int8 gate → bundle → evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from model.bundle import MODEL_FILE, TOKENIZER_FILE, BundleMeta, file_sha256, write_meta
+from model.labels import labels_dict
+from model.scorer import Scorer
+from model.text import TextEncoder
+from training.backbone import resolve
+from training.config import TrainConfig
+from training.data import Example, data_hash, expand_paths, load_examples, split_examples
+from training.evaluate import calibrate_threshold, decisions, gold_labels, head_metrics, HEAD_LABELS
+from training.report import evaluate_bundle
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process and its finished children, MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def load_challenge(cfg: TrainConfig) -> list[Example]:
+    path = Path(cfg.challenge)
+    return load_examples([path], cfg.columns) if path.exists() else []
+
+
+def compare_int8(fp32: Scorer, int8: Scorer, examples: Sequence[Example]) -> dict[str, Any]:
+    """Decision agreement and macro-F1 drop per head of int8 vs fp32 on the test split."""
+    texts = [e.text for e in examples]
+    a, b = fp32.predict(texts), int8.predict(texts)
+    da, db = decisions(a, 0.5), decisions(b, 0.5)
+    gold = gold_labels(examples)
+    agree = float(np.mean(np.concatenate([da[h] == db[h] for h in da])))
+    drops = {h: head_metrics(gold[h], da[h], HEAD_LABELS[h]).get("macro_f1", 0.0)
+             - head_metrics(gold[h], db[h], HEAD_LABELS[h]).get("macro_f1", 0.0) for h in da}
+    return {"agreement": round(agree, 5), "f1_drop": {h: round(float(v), 5) for h, v in drops.items()}}
+
+
+def _meta(cfg: TrainConfig, backbone: Any, examples: list[Example], splits: dict[str, list[Example]],
+          vocab_size: int) -> BundleMeta:
+    return BundleMeta(
+        name=cfg.name, version=cfg.version, backbone=backbone.name, max_length=cfg.max_length,
+        prefix=backbone.prefix, pad_id=backbone.pad_id, labels=labels_dict(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        data_hash=data_hash(examples),
+        training_config={**cfg.to_dict(), "vocab_size": vocab_size},
+        split={"rule": "sha256(id)[:8] % 100: <80 train, <90 validation, else test",
+               "sizes": {k: len(v) for k, v in splits.items()},
+               "files": [str(p) for p in expand_paths(cfg.data)]},
+    )
+
+
+def build(cfg: TrainConfig) -> Path:
+    """Run the whole pipeline; the bundle appears at ``cfg.output_dir`` only when complete."""
+    import torch
+
+    from training.export import check_parity, export_onnx, quantize_int8
+    from training.modeling import load_model
+    from training.train import seed_everything, train
+
+    t0 = time.monotonic()
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    seed_everything(cfg.seed)
+    timings: dict[str, float] = {}
+    backbone = resolve(cfg.backbone)
+    timings["backbone_s"] = time.monotonic() - t0
+    examples = load_examples(cfg.data, cfg.columns)
+    splits = split_examples(examples)
+    train_set = splits["train"][: cfg.max_train_rows or None]
+    print(f"data: {len(examples)} rows → " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)
+    encoder = TextEncoder.from_file(str(backbone.tokenizer_json), max_length=cfg.max_length,
+                                    prefix=backbone.prefix, pad_id=backbone.pad_id)
+    model = load_model(str(backbone.path), cfg.dropout, cfg.freeze_embeddings)
+    t1 = time.monotonic()
+    result = train(model, encoder, train_set, splits["validation"], cfg)
+    timings["train_s"] = time.monotonic() - t1
+
+    final = cfg.out
+    work = final.with_name(final.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    t2 = time.monotonic()
+    fp32_path = export_onnx(model, encoder, work / "model.fp32.onnx")
+    parity_texts = [e.text for e in (splits["validation"] or train_set)[:64]]
+    parity = check_parity(model, encoder, fp32_path, parity_texts)
+    timings["export_s"] = time.monotonic() - t2
+    shutil.copy(backbone.tokenizer_json, work / TOKENIZER_FILE)
+    vocab_size = int(model.encoder.get_input_embeddings().weight.shape[0])
+    del model
+
+    meta = _meta(cfg, backbone, examples, splits, vocab_size)
+    quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"])
+    scorer = Scorer.load(work)
+    val = splits["validation"]
+    threshold = calibrate_threshold(scorer.predict([e.text for e in val]).followup,
+                                    [e.followup for e in val]) if val else 0.5
+    meta = dataclasses.replace(scorer.meta, followup_threshold=threshold, metrics={
+        "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "steps": result.steps,
+                     "stopped_by": result.stopped_by, "best_validation_mean_macro_f1": round(result.best_score, 4),
+                     "history": result.history},
+        "onnx_parity_max_abs_diff": parity, "quantization": quant})
+    write_meta(work, meta)
+    t3 = time.monotonic()
+    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_challenge(cfg)}, cfg.seed)
+    timings["evaluate_s"] = time.monotonic() - t3
+    timings["total_s"] = time.monotonic() - t0
+    _finish(work, final, timings)
+    return final
+
+
+def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleMeta,
+                    test: Sequence[Example]) -> dict[str, Any]:
+    """Install int8 weights if they pass the agreement/F1 gate, else fp32; say why."""
+    from training.export import quantize_int8
+
+    def install(src: Path, quantization: str) -> Scorer:
+        shutil.copy(src, work / MODEL_FILE)
+        files = {MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
+        write_meta(work, dataclasses.replace(meta, quantization=quantization, files=files))
+        return Scorer.load(work)
+
+    fp32 = install(fp32_path, "none")
+    info: dict[str, Any] = {"fp32_mib": round(fp32_path.stat().st_size / 2**20, 1)}
+    if not cfg.quantize:
+        info.update(kept="fp32", reason="quantization disabled")
+    else:
+        int8_path = quantize_int8(fp32_path, work / "model.int8.onnx")
+        info["int8_mib"] = round(int8_path.stat().st_size / 2**20, 1)
+        int8 = install(int8_path, "int8-dynamic")
+        info.update(compare_int8(fp32, int8, test))
+        worst = max(info["f1_drop"].values())
+        if info["agreement"] >= cfg.min_int8_agreement and worst <= cfg.max_int8_f1_drop:
+            info.update(kept="int8", reason="passed the agreement and F1 gate")
+        else:
+            info.update(kept="fp32", reason=f"int8 failed the gate: agreement {info['agreement']:.4f} "
+                        f"(min {cfg.min_int8_agreement}), worst F1 drop {worst:.4f} (max {cfg.max_int8_f1_drop})")
+            install(fp32_path, "none")
+        int8_path.unlink()
+    fp32_path.unlink()
+    print(f"weights: {info['kept']} ({info['reason']})", flush=True)
+    return info
+
+
+def _finish(work: Path, final: Path, timings: dict[str, float]) -> None:
+    """Record time and peak memory, then move the bundle into place."""
+    from model.bundle import read_meta
+    from training.report import write_model_card
+
+    meta = read_meta(work)
+    training = {**meta.metrics.get("training", {}), **{k: round(v, 1) for k, v in timings.items()},
+                "peak_rss_mib": round(peak_rss_mib(), 1)}
+    size = sum(p.stat().st_size for p in work.iterdir()) / 2**20
+    write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "training": training,
+                                                        "bundle_mib": round(size, 1)}))
+    write_model_card(work)
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    work.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"bundle written to {final}: {training['total_s']:.0f} s total, "
+          f"peak memory {training['peak_rss_mib']:.0f} MiB, {size:.1f} MiB on disk", flush=True)

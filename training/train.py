@@ -1,0 +1,160 @@
+"""Fine-tuning loop: length-grouped batches, AdamW with warm-up, per-epoch validation,
+early stopping on the mean of the three heads' macro-F1, and a wall-clock budget."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from tqdm.auto import tqdm
+
+from model.text import TextEncoder
+from training.config import TrainConfig
+from training.data import MISSING, Example
+from training.modeling import MultiTaskModel, multitask_loss
+
+
+@dataclass
+class TrainResult:
+    """What the loop did, for the bundle metadata."""
+
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    steps: int = 0
+    seconds: float = 0.0
+    stopped_by: str = "epochs"
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffle, sort within windows of 50 batches by length, then shuffle the batches."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    window = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(idx), window):
+        chunk = sorted(idx[start:start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _labels(examples: Sequence[Example], rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    return (torch.tensor([examples[i].severity for i in rows]),
+            torch.tensor([examples[i].followup for i in rows]),
+            torch.tensor([examples[i].sentiment for i in rows]))
+
+
+def _inputs(encoder: TextEncoder, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = encoder.pad(ids, [False] * len(ids))
+    return torch.from_numpy(enc.input_ids), torch.from_numpy(enc.attention_mask)
+
+
+@torch.no_grad()
+def predict_torch(model: MultiTaskModel, encoder: TextEncoder, texts: Sequence[str],
+                  batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw logits of the torch model (used for validation and ONNX parity)."""
+    model.eval()
+    ids, _ = encoder.token_ids(texts)
+    order = np.argsort([len(r) for r in ids], kind="stable")
+    outs = [np.zeros((len(texts), 5)), np.zeros((len(texts), 1)), np.zeros((len(texts), 3))]
+    for start in range(0, len(texts), batch_size):
+        rows = order[start:start + batch_size]
+        logits = model(*_inputs(encoder, [ids[i] for i in rows]))
+        for out, lg in zip(outs, logits):
+            out[rows] = lg.numpy()
+    return outs[0], outs[1], outs[2]
+
+
+def validation_score(model: MultiTaskModel, encoder: TextEncoder, examples: Sequence[Example]) -> dict[str, float]:
+    """Macro-F1 per head on labeled rows (follow-up at threshold 0.5) and their mean."""
+    sev, fol, sen = predict_torch(model, encoder, [e.text for e in examples])
+    scores: dict[str, float] = {}
+    for name, pred, gold in (
+        ("severity", sev.argmax(1), [e.severity for e in examples]),
+        ("private_followup", (fol[:, 0] > 0).astype(int), [e.followup for e in examples]),
+        ("sentiment", sen.argmax(1), [e.sentiment for e in examples]),
+    ):
+        keep = np.asarray(gold) != MISSING
+        if keep.any():
+            scores[name] = float(f1_score(np.asarray(gold)[keep], pred[keep], average="macro"))
+    scores["mean"] = float(np.mean(list(scores.values()))) if scores else 0.0
+    return scores
+
+
+def _optimizer(model: MultiTaskModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    head_ids = {id(p) for p in model.head_parameters()}
+    enc = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    return torch.optim.AdamW([
+        {"params": enc, "lr": cfg.learning_rate},
+        {"params": model.head_parameters(), "lr": cfg.head_learning_rate},
+    ], weight_decay=cfg.weight_decay)
+
+
+def train(model: MultiTaskModel, encoder: TextEncoder, train_set: Sequence[Example],
+          val_set: Sequence[Example], cfg: TrainConfig) -> TrainResult:
+    """Fine-tune in place; on return the model holds the best epoch's weights."""
+    from transformers import get_linear_schedule_with_warmup
+
+    seed_everything(cfg.seed)
+    rng = random.Random(cfg.seed)
+    ids, _ = encoder.token_ids([e.text for e in train_set])
+    lengths = [len(r) for r in ids]
+    steps_per_epoch = -(-len(train_set) // cfg.batch_size)
+    opt = _optimizer(model, cfg)
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * steps_per_epoch * cfg.epochs),
+                                            steps_per_epoch * cfg.epochs)
+    result, best_state, bad_epochs, t0 = TrainResult(), None, 0, time.monotonic()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        bar = tqdm(length_grouped_batches(lengths, cfg.batch_size, rng), desc=f"epoch {epoch}/{cfg.epochs}",
+                   unit="batch", dynamic_ncols=True)
+        running = 0.0
+        for step, rows in enumerate(bar, 1):
+            loss = multitask_loss(model(*_inputs(encoder, [ids[i] for i in rows])),
+                                  *_labels(train_set, rows), weights=cfg.loss_weights)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            result.steps += 1
+            running = 0.9 * running + 0.1 * loss.item() if step > 1 else loss.item()
+            bar.set_postfix(loss=f"{running:.3f}")
+            if time.monotonic() - t0 > cfg.time_budget_s:
+                result.stopped_by = "time_budget"
+                break
+        bar.close()
+        scores = validation_score(model, encoder, val_set) if val_set else {"mean": -float(epoch)}
+        result.history.append({"epoch": epoch, "loss": running, **scores})
+        result.epochs_run = epoch
+        print(f"epoch {epoch}: loss {running:.3f}  validation " +
+              "  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
+        if scores["mean"] > result.best_score:
+            result.best_score, result.best_epoch, bad_epochs = scores["mean"], epoch, 0
+            frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+            best_state = copy.deepcopy({k: v for k, v in model.state_dict().items() if k not in frozen})
+        else:
+            bad_epochs += 1
+        if result.stopped_by == "time_budget":
+            break
+        if val_set and bad_epochs > cfg.patience:
+            result.stopped_by = "early_stopping"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    result.seconds = time.monotonic() - t0
+    return result
