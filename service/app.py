@@ -10,12 +10,14 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import anyio
+import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.params import JSONBody
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from model.labels import labels_dict
@@ -97,7 +99,7 @@ def _check_content(request: Request[Any, Any, Any]) -> None:
 @post("/v1/score", guards=[api_key_guard], status_code=200, summary="Score customer messages",
       before_request=_check_content,
       responses={})
-async def score(request: Request[Any, Any, Any], data: ScoreRequest, state: State) -> Response[ScoreResponse]:
+async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], state: State) -> Response[ScoreResponse]:
     """Score 1..N messages; results come back in input order."""
     received = datetime.now(timezone.utc)
     rt = _runtime(state)
@@ -160,6 +162,10 @@ def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
     """Every error is JSON {status_code, detail, extra}; unexpected ones are logged, not leaked."""
     if isinstance(exc, HTTPException):
         status, detail, extra = exc.status_code, exc.detail, exc.extra
+        cause = exc.__cause__
+        if status == 400 and not extra and (isinstance(cause, msgspec.DecodeError)
+                                            or isinstance(getattr(cause, "__cause__", None), msgspec.DecodeError)):
+            detail = f"request body is not valid JSON: {detail}"
         headers = exc.headers or {}
         if status >= 500 and status != 503:
             metrics.ERRORS.labels("internal").inc()

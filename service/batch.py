@@ -1,0 +1,231 @@
+"""``complaint-triage score``: stream a file of messages through the scorer, resumably.
+
+Output is built in ``OUT.partial/`` as numbered part files, each written atomically and named by
+the input rows it covers. A re-run with the same arguments skips the rows already done; the
+final file is assembled under a temporary name and renamed, so ``OUT`` is never half-written and
+holds exactly one row per input row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import msgspec
+
+from model.bundle import BundleError
+from service.batch_io import FORMATS, FinalWriter, count_rows, detect_format, encode_records, read_rows
+from service.batch_rows import Columns
+
+PART = re.compile(r"part-(\d{12})-(\d{12})\.jsonl$")
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, help="JSONL, CSV or Parquet file; '-' reads JSONL from stdin")
+    p.add_argument("--output", required=True, help="JSONL, CSV or Parquet file ('-' writes JSONL to stdout)")
+    p.add_argument("--model", "--bundle", dest="bundle", default="artifacts/bundle")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--input-format", choices=FORMATS, default=None)
+    p.add_argument("--output-format", choices=FORMATS, default=None)
+    for name, default in asdict(Columns()).items():
+        if name != "keep":
+            p.add_argument(f"--{name.replace('_', '-')}-col", dest=f"col_{name}", default=default,
+                           help=f"input column for {name} (default {default!r})")
+    p.add_argument("--keep", default="", help="comma-separated input columns to copy to the output")
+    p.add_argument("--chunk-rows", type=int, default=8192, help="rows per durable output part (resume unit)")
+    p.add_argument("--batch-size", type=int, default=32, help="model batch size (rows are grouped by length)")
+    p.add_argument("--max-text-chars", type=int, default=100_000)
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
+    p.add_argument("--priority-config", default=None, help="priority TOML (default: the shipped rules)")
+    p.add_argument("--timezone", default=None, help="business-hours time zone override")
+    p.add_argument("--restart", action="store_true", help="discard a previous partial run instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--actors", type=int, default=2, help="Ray: scorer actors")
+    p.add_argument("--cpus-per-actor", type=int, default=1, help="Ray: CPUs (and ORT threads) per actor")
+
+
+def columns_from(args: argparse.Namespace) -> Columns:
+    names = {k: getattr(args, f"col_{k}") for k in asdict(Columns()) if k != "keep"}
+    keep = tuple(c.strip() for c in args.keep.split(",") if c.strip())
+    return Columns(**names, keep=keep)
+
+
+class PartStore:
+    """The ``OUT.partial`` directory: manifest + contiguous, atomically written parts."""
+
+    def __init__(self, out: Path, manifest: dict[str, Any], restart: bool) -> None:
+        self.dir = out.with_name(out.name + ".partial")
+        if restart:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        mpath = self.dir / "manifest.json"
+        if mpath.exists():
+            old = json.loads(mpath.read_text())
+            if old != manifest:
+                changed = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+                raise SystemExit(f"complaint-triage: {self.dir} holds a partial run of a different job "
+                                 f"(differs in: {', '.join(changed)}); re-run with --restart to discard it")
+        else:
+            mpath.write_text(json.dumps(manifest, indent=2))
+
+    def parts(self) -> list[tuple[int, int, Path]]:
+        """Contiguous parts from row 0; anything after a gap is stale and removed."""
+        found = sorted((int(m[1]), int(m[2]), p) for p in self.dir.iterdir() if (m := PART.match(p.name)))
+        done, keep = 0, []
+        for start, end, path in found:
+            if start == done:
+                keep.append((start, end, path))
+                done = end
+            else:
+                path.unlink()
+        return keep
+
+    def done_rows(self) -> int:
+        parts = self.parts()
+        return parts[-1][1] if parts else 0
+
+    def add(self, start: int, records: list[dict[str, Any]]) -> None:
+        end = start + len(records)
+        final = self.dir / f"part-{start:012d}-{end:012d}.jsonl"
+        tmp = final.with_suffix(".tmp")
+        tmp.write_bytes(encode_records(records))
+        os.replace(tmp, final)
+
+
+def _manifest(args: argparse.Namespace, cols: Columns, in_fmt: str, out_fmt: str, model_sha: str) -> dict[str, Any]:
+    src: dict[str, Any] = {"input": args.input}
+    if args.input != "-":
+        st = os.stat(args.input)
+        src.update(input=str(Path(args.input).resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return {**src, "input_format": in_fmt, "output_format": out_fmt, "columns": asdict(cols),
+            "model_sha256": model_sha, "max_text_chars": args.max_text_chars,
+            "priority_config": args.priority_config, "timezone": args.timezone}
+
+
+def chunked(rows: Iterable[Any], size: int, start: int) -> Iterator[tuple[int, list[tuple[int, Any]]]]:
+    """Group raw rows into (first_row_no, [(row_no, raw), ...]) chunks."""
+    buf: list[tuple[int, Any]] = []
+    first = row_no = start
+    for raw in rows:
+        buf.append((row_no, raw))
+        row_no += 1
+        if len(buf) == size:
+            yield first, buf
+            buf, first = [], row_no
+    if buf:
+        yield first, buf
+
+
+class _ErrorOnly(msgspec.Struct):
+    error: str | None = None
+
+
+def _count(data: bytes, counts: Counter[str]) -> None:
+    dec = msgspec.json.Decoder(_ErrorOnly)
+    for line in data.splitlines():
+        err = dec.decode(line).error
+        counts["ok" if err is None else _error_kind(err)] += 1
+
+
+def assemble(store: PartStore, out: str, fmt: str, keep: tuple[str, ...]) -> Counter[str]:
+    """Concatenate parts into the final file (temp name, then rename), drop the parts, and
+    count ok/error rows over the whole job (resumed runs included)."""
+    counts: Counter[str] = Counter()
+    parts = store.parts()
+    if out == "-":
+        for _, _, p in parts:
+            data = p.read_bytes()
+            _count(data, counts)
+            sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        final = Path(out)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        writer = FinalWriter(tmp, fmt, keep)
+        for _, _, p in parts:
+            data = p.read_bytes()
+            _count(data, counts)
+            writer.write_jsonl_bytes(data)
+        writer.close()
+        os.replace(tmp, final)
+    shutil.rmtree(store.dir)
+    return counts
+
+
+def _summary(counts: Counter[str], rows: int, seconds: float, out: str) -> None:
+    errors = sum(v for k, v in counts.items() if k != "ok")
+    print(f"scored {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):.0f} rows/s): "
+          f"{counts['ok']} ok, {errors} errors → {out}", file=sys.stderr)
+    for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        if reason != "ok":
+            print(f"  {n:>8}  {reason}", file=sys.stderr)
+
+
+def _error_kind(reason: str) -> str:
+    return re.sub(r",? (got|has) .*$|: .*$", "", reason).strip()
+
+
+def run_local(args: argparse.Namespace, cols: Columns, in_fmt: str, store: PartStore,
+              scorer: Any, prio: Any) -> int:
+    """Score the rows not yet in the store, one durable part per chunk."""
+    from tqdm import tqdm
+
+    from service.batch_rows import score_rows
+
+    done = store.done_rows()
+    total = count_rows(args.input, in_fmt)
+    show = not args.quiet and sys.stderr.isatty()
+    with tqdm(total=total, initial=done, unit="row", disable=not show, dynamic_ncols=True, smoothing=0.1) as bar:
+        for first, chunk in chunked(read_rows(args.input, in_fmt, skip=done), args.chunk_rows, done):
+            records = score_rows(scorer, prio, chunk, cols, args.max_text_chars)
+            store.add(first, records)
+            bar.update(len(records))
+    return store.done_rows()
+
+
+def main(args: argparse.Namespace) -> int:
+    """Exit 0 on success (error rows included), 1 on a fatal problem, 130 when interrupted."""
+    from model.scorer import Scorer
+    from service.priority import load_config
+
+    t0 = time.monotonic()
+    try:
+        in_fmt = detect_format(args.input, args.input_format)
+        out_fmt = detect_format(args.output, args.output_format)
+        if args.input != "-" and not os.access(args.input, os.R_OK):
+            raise OSError(f"cannot read input {args.input!r}")
+        cols = columns_from(args)
+        scorer = Scorer.load(args.bundle, intra_op_threads=args.threads, batch_size=args.batch_size)
+        prio = load_config(args.priority_config, timezone_name=args.timezone)
+    except (BundleError, OSError, ValueError) as exc:
+        print(f"complaint-triage score: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.output if args.output != "-" else f"stdout-{os.getpid()}.jsonl")
+    store = PartStore(out, _manifest(args, cols, in_fmt, out_fmt, scorer.meta.files.get("model.onnx", "")),
+                      args.restart or args.input == "-")
+    try:
+        if args.engine == "ray":
+            from service.ray_engine import run_ray
+
+            rows = run_ray(args, cols, in_fmt, store)
+        else:
+            rows = run_local(args, cols, in_fmt, store, scorer, prio)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {store.done_rows()} rows; re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"complaint-triage score: {exc}", file=sys.stderr)
+        return 1
+    counts = assemble(store, args.output, out_fmt, cols.keep)
+    _summary(counts, rows, time.monotonic() - t0, args.output)
+    return 0
