@@ -16,9 +16,11 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import OpenAPI, Schema
 from litestar.params import JSONBody
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from model.labels import labels_dict
 from model.scorer import Scorer
@@ -31,6 +33,18 @@ from service.triage import build_results
 
 log = logging.getLogger("complaint_triage")
 MODEL_HEADER = "X-Model-Version"
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error answers a route can give (all are :class:`ErrorBody` JSON)."""
+    reasons = {
+        400: "Body is not valid JSON, or a field fails validation (detail and extra name the field)",
+        401: "Missing or invalid API key (only when CT_API_KEYS or CT_API_KEYS_FILE is set)",
+        413: "Body, message count or text length over the limit (see GET /info limits)",
+        415: "Content-Type is not application/json, or the body is compressed",
+        503: "Model not loaded yet, queue full, or shutting down; retry after Retry-After seconds",
+    }
+    return {c: ResponseSpec(ErrorBody, description=reasons[c], generate_examples=False) for c in codes}
 
 
 @dataclass
@@ -98,7 +112,7 @@ def _check_content(request: Request[Any, Any, Any]) -> None:
 
 @post("/v1/score", guards=[api_key_guard], status_code=200, summary="Score customer messages",
       before_request=_check_content,
-      responses={})
+      responses=_errors(400, 401, 413, 415, 503))
 async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], state: State) -> Response[ScoreResponse]:
     """Score 1..N messages; results come back in input order."""
     received = datetime.now(timezone.utc)
@@ -129,14 +143,15 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", summary="Model loaded and warmed up", sync_to_thread=False)
+@get("/ready", summary="Model loaded and warmed up", sync_to_thread=False,
+     responses={503: ResponseSpec(dict[str, str], description="Model not loaded yet", generate_examples=False)})
 def ready(state: State) -> Response[dict[str, str]]:
     if state.get("ready"):
         return Response({"status": "ready"})
     return Response({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
 
 
-@get("/info", guards=[api_key_guard], summary="Model and limits", sync_to_thread=False)
+@get("/info", guards=[api_key_guard], summary="Model and limits", sync_to_thread=False, responses=_errors(401, 503))
 def info(state: State) -> dict[str, Any]:
     rt = _runtime(state)
     meta, s = rt.scorer.meta, state.settings
@@ -157,6 +172,10 @@ class Metrics(PrometheusController):
 
     guards = [api_key_guard]
 
+    @get(media_type=MediaType.TEXT, summary="Prometheus metrics (text exposition format)", responses=_errors(401))
+    async def get(self) -> Response[str]:  # the plugin's handler is documented as JSON; this is text/plain
+        return Response(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[arg-type]
+
 
 def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     """Every error is JSON {status_code, detail, extra}; unexpected ones are logged, not leaked."""
@@ -176,7 +195,9 @@ def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
         metrics.ERRORS.labels("internal").inc()
         status, detail, extra, headers = 500, "internal error", None, {}
     body_extra = extra if isinstance(extra, (list, dict)) else None
-    if isinstance(body_extra, list):
+    if isinstance(body_extra, dict):  # ErrorBody.extra is documented as string values
+        body_extra = {str(k): str(v) for k, v in body_extra.items()}
+    elif isinstance(body_extra, list):
         body_extra = [{str(k): str(v) for k, v in e.items()} if isinstance(e, dict) else {"message": str(e)}
                       for e in body_extra]
     return Response(ErrorBody(status, str(detail), body_extra), status_code=status, headers=headers,
@@ -207,7 +228,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="complaint_triage", group_path=True,
                                   exclude=["/metrics", "/health", "/ready"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[score, health, ready, info, Metrics],
         lifespan=[lifespan],
         state=State({"settings": settings, "ready": False}),
@@ -217,3 +238,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
+    _document_request_limits(app.openapi_schema, settings)
+    return app
+
+
+def _document_request_limits(openapi: OpenAPI, settings: Settings) -> None:
+    """Put the limits ``check_limits`` and msgspec enforce into the published request schema.
+
+    Litestar does not emit ``additionalProperties: false`` for ``forbid_unknown_fields`` structs,
+    drops ``ge=0`` on optional ints, and cannot know the CT_* limits; clients (and schemathesis)
+    would otherwise see unknown fields, empty batches or 1 MB texts as valid.
+    """
+    schemas = openapi.components.schemas if openapi.components else None
+    if not schemas or not {"ScoreRequest", "Message", "Author"} <= set(schemas):
+        return
+    for name in ("ScoreRequest", "Message", "Author"):
+        schemas[name].additional_properties = False
+    messages = schemas["ScoreRequest"].properties["messages"]  # type: ignore[index]
+    if isinstance(messages, Schema):
+        messages.min_items, messages.max_items = 1, settings.max_messages
+    text = schemas["Message"].properties["text"]  # type: ignore[index]
+    if isinstance(text, Schema):
+        text.max_length = settings.max_text_chars
+    followers = schemas["Author"].properties["followers"]  # type: ignore[index]
+    if isinstance(followers, Schema):
+        followers.minimum = 0

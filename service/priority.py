@@ -107,6 +107,17 @@ def _followers(n: int) -> str:
     return f"{n / 1000:.0f}k" if n >= 1000 else str(n)
 
 
+def _local_time(hours: BusinessHours, when: datetime | None) -> datetime | None:
+    """``when`` in the business time zone, or None when unknown or not representable there
+    (e.g. ``0001-01-01T00:00:00+14:00`` would fall before year 1: OverflowError)."""
+    if when is None:
+        return None
+    try:
+        return hours.localize(when)
+    except OverflowError:
+        return None
+
+
 def priority(sig: Signals, cfg: PriorityConfig) -> tuple[int, list[str]]:
     """Priority 0-100 and the human-readable reasons that raised it."""
     top = max(sig.severity_scores, key=sig.severity_scores.__getitem__)
@@ -130,8 +141,8 @@ def priority(sig: Signals, cfg: PriorityConfig) -> tuple[int, list[str]]:
         plural = "s" if sig.prior_contacts != 1 else ""
         boosts.append((min(cfg.prior_contact_max, cfg.prior_contact_each * sig.prior_contacts),
                        f"{sig.prior_contacts} prior contact{plural} across channels"))
-    if sig.when is not None and not cfg.hours.is_open(sig.when):
-        local = cfg.hours.localize(sig.when)
+    local = _local_time(cfg.hours, sig.when)
+    if local is not None and not cfg.hours.is_open(local):
         boosts.append((cfg.outside_business_hours,
                        f"received outside business hours ({local:%a %H:%M} {cfg.hours.timezone})"))
     for points, reason in boosts:

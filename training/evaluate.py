@@ -49,7 +49,8 @@ def head_metrics(gold: np.ndarray, pred: np.ndarray, labels: Sequence[str]) -> d
     g, p = gold[keep], pred[keep]
     ids = list(range(len(labels)))
     report = classification_report(g, p, labels=ids, target_names=list(labels), output_dict=True, zero_division=0)
-    return {"n": int(keep.sum()), "macro_f1": float(f1_score(g, p, labels=ids, average="macro", zero_division=0)),
+    present = sorted(set(g.tolist()) | set(p.tolist()))  # macro over classes that occur, as sklearn does
+    return {"n": int(keep.sum()), "macro_f1": float(f1_score(g, p, labels=present, average="macro", zero_division=0)),
             "accuracy": float(accuracy_score(g, p)),
             "per_class": {k: {m: round(float(v), 4) for m, v in report[k].items()} for k in labels},
             "confusion": confusion_matrix(g, p, labels=ids).tolist()}

@@ -1,0 +1,113 @@
+"""Batch-CLI section of the benchmark: ``complaint-triage score`` as a subprocess on generated
+JSONL files, its throughput against raw ONNX Runtime on the same messages, and its peak RSS at
+N and at k×N rows (memory must not grow with the file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from service.bench_data import write_messages_jsonl
+from service.bench_server import child_env
+
+GNU_TIME = Path("/usr/bin/time")
+_MAXRSS = re.compile(r"Maximum resident set size \(kbytes\):\s*(\d+)")
+_SUMMARY = re.compile(r"scored (\d+) rows in .*?: (\d+) ok, (\d+) errors")
+
+
+def _score_cmd(bundle: Path, inp: Path, out: Path, batch_size: int) -> list[str]:
+    exe = Path(sys.executable).with_name("complaint-triage")
+    head = [str(exe)] if exe.is_file() else [sys.executable, "-m", "service.cli"]
+    return [*head, "score", "--input", str(inp), "--output", str(out), "--model", str(bundle),
+            "--batch-size", str(batch_size), "--quiet", "--restart"]
+
+
+def _gnu_time_works() -> bool:
+    if not GNU_TIME.is_file():
+        return False
+    probe = subprocess.run([str(GNU_TIME), "-v", "true"], capture_output=True, text=True, check=False)
+    return probe.returncode == 0 and bool(_MAXRSS.search(probe.stderr))
+
+
+def _poll_rss(proc: subprocess.Popen[bytes], peak: list[int], stop: threading.Event) -> None:
+    """Fallback peak-RSS meter: sample the child and its descendants every 50 ms."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        while not stop.is_set():
+            total = 0
+            for p in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total = max(total, p.memory_info().rss)
+            peak[0] = max(peak[0], total)
+            stop.wait(0.05)
+    except psutil.Error:
+        return
+
+
+def run_cli(bundle: Path, inp: Path, out: Path, batch_size: int) -> dict[str, Any]:
+    """One ``score`` run: wall time (process start to exit, model load included), peak RSS, counts."""
+    cmd = _score_cmd(bundle, inp, out, batch_size)
+    use_time = _gnu_time_works()
+    if use_time:
+        cmd = [str(GNU_TIME), "-v", *cmd]
+    peak, stop = [0], threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
+    poller = None if use_time else threading.Thread(target=_poll_rss, args=(proc, peak, stop), daemon=True)
+    if poller:
+        poller.start()
+    _, err_bytes = proc.communicate()
+    seconds = time.perf_counter() - t0
+    stop.set()
+    err = err_bytes.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{err[-2000:]}")
+    m_rss, m_sum = _MAXRSS.search(err), _SUMMARY.search(err)
+    rss_mb = int(m_rss.group(1)) / 1024 if m_rss else peak[0] / 2**20
+    rows = int(m_sum.group(1)) if m_sum else None
+    return {"rows": rows, "ok": int(m_sum.group(2)) if m_sum else None,
+            "errors": int(m_sum.group(3)) if m_sum else None, "seconds": seconds,
+            "rows_per_s": (rows or 0) / seconds, "peak_rss_mb": rss_mb,
+            "rss_method": "/usr/bin/time -v" if use_time else "psutil polling (50 ms)",
+            "command": " ".join(cmd)}
+
+
+def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale: int, batch_size: int,
+                  raw_throughput: Callable[[list[str], int], float], seed: int = 0) -> dict[str, Any]:
+    """CLI at ``rows`` (+ raw ORT on the same texts) and at ``scale × rows`` (memory only)."""
+    work = Path(tempfile.mkdtemp(prefix="ct-bench-batch-"))
+    try:
+        inp, out = work / "messages.jsonl", work / "scored.jsonl"
+        print(f"  writing {rows:,} messages → {inp}", file=sys.stderr)
+        texts = write_messages_jsonl(inp, records, rows, seed)
+        print(f"  complaint-triage score on {rows:,} rows (batch size {batch_size})", file=sys.stderr)
+        small = run_cli(bundle, inp, out, batch_size)
+        print(f"    {small['rows_per_s']:.1f} rows/s, peak RSS {small['peak_rss_mb']:.0f} MB", file=sys.stderr)
+        print(f"  raw ORT on the same {rows:,} messages (batch size {batch_size})", file=sys.stderr)
+        raw = raw_throughput(texts, batch_size)
+        del texts
+        big = None
+        if scale > 1:
+            inp.unlink()
+            out.unlink(missing_ok=True)
+            print(f"  writing {rows * scale:,} messages; complaint-triage score on them", file=sys.stderr)
+            write_messages_jsonl(inp, records, rows * scale, seed + 1)
+            big = run_cli(bundle, inp, out, batch_size)
+            print(f"    {big['rows_per_s']:.1f} rows/s, peak RSS {big['peak_rss_mb']:.0f} MB", file=sys.stderr)
+        return {"rows": rows, "scale": scale, "batch_size": batch_size, "cli": small, "cli_scaled": big,
+                "raw_ort_msgs_per_s": raw, "ratio_vs_raw": small["rows_per_s"] / raw if raw else None,
+                "rss_growth": big["peak_rss_mb"] / small["peak_rss_mb"] - 1 if big else None}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""The benchmark report: one markdown table of every figure, the target checks (PASS/MISS, never
+an exit code), notes, and the ``bench.json`` / ``bench.md`` files."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target check: ``status`` is PASS, MISS, or n/a when its section did not run."""
+
+    name: str
+    status: str
+    detail: str
+
+
+def _f(x: Any, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:,.{digits}f}"
+
+
+def _by_concurrency(runs: list[dict[str, Any]], c: int) -> dict[str, Any] | None:
+    return next((r for r in runs if r["concurrency"] == c), None)
+
+
+def _check(name: str, ok: bool | None, detail: str) -> Target:
+    return Target(name, "n/a" if ok is None else ("PASS" if ok else "MISS"), detail)
+
+
+def targets(res: dict[str, Any]) -> list[Target]:
+    """The five targets, computed from the results (missing sections give n/a)."""
+    raw = res.get("raw") or {}
+    best = raw.get("best_msgs_per_s")
+    svc, tor, batch = res.get("service") or [], res.get("torch") or [], res.get("batch") or {}
+    s32, s1, t32 = _by_concurrency(svc, 32), _by_concurrency(svc, 1), _by_concurrency(tor, 32)
+    out = []
+    if s32 and best:
+        r = s32["throughput_rps"] / best
+        out.append(_check("service @32 ≥ 90% of raw ORT best", r >= 0.9,
+                          f"{_f(s32['throughput_rps'])} vs {_f(best)} msgs/s = {r:.0%}"))
+    else:
+        out.append(_check("service @32 ≥ 90% of raw ORT best", None, "not measured"))
+    if s1 and raw.get("latency_p50_ms") is not None:
+        d = s1["p50_ms"] - raw["latency_p50_ms"]
+        out.append(_check("service p50 @1 within 2 ms of raw batch-1 p50", d <= 2.0,
+                          f"{_f(s1['p50_ms'], 2)} vs {_f(raw['latency_p50_ms'], 2)} ms = {d:+.2f} ms"))
+    else:
+        out.append(_check("service p50 @1 within 2 ms of raw batch-1 p50", None, "not measured"))
+    if s32 and t32 and t32["throughput_rps"] > 0:
+        r = s32["throughput_rps"] / t32["throughput_rps"]
+        out.append(_check("service ≥ 4× torch pipeline @32", r >= 4.0,
+                          f"{_f(s32['throughput_rps'])} vs {_f(t32['throughput_rps'])} req/s = {r:.2f}×"))
+    else:
+        out.append(_check("service ≥ 4× torch pipeline @32", None, "not measured"))
+    if batch.get("ratio_vs_raw") is not None:
+        r = batch["ratio_vs_raw"]
+        out.append(_check("batch CLI ≥ 90% of raw ORT (same messages)", r >= 0.9,
+                          f"{_f(batch['cli']['rows_per_s'])} vs {_f(batch['raw_ort_msgs_per_s'])} msgs/s = {r:.0%}"))
+    else:
+        out.append(_check("batch CLI ≥ 90% of raw ORT (same messages)", None, "not measured"))
+    if batch.get("rss_growth") is not None:
+        g, big, small = batch["rss_growth"], batch["cli_scaled"], batch["cli"]
+        out.append(_check(f"batch peak RSS flat ({_f(big['rows'] or 0)} vs {_f(small['rows'] or 0)} rows, ±15%)",
+                          abs(g) <= 0.15, f"{_f(big['peak_rss_mb'], 0)} vs {_f(small['peak_rss_mb'], 0)} MB = {g:+.1%}"))
+    else:
+        out.append(_check("batch peak RSS flat (±15%)", None, "not measured"))
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    """Every figure in one markdown table."""
+    head = ("| Section | Case | msgs/s | p50 ms | p95 ms | p99 ms | errors | notes |\n"
+            "|---|---|---:|---:|---:|---:|---:|---|")
+    rows: list[str] = []
+    raw = res.get("raw") or {}
+    for r in raw.get("batches", []):
+        note = "best" if r["batch_size"] == raw.get("best_batch_size") else ""
+        lat = r["batch_size"] == 1
+        rows.append(f"| raw ORT (in-process) | batch {r['batch_size']} | {_f(r['msgs_per_s'])} "
+                    f"| {_f(raw['latency_p50_ms'], 2) if lat else '–'} | {_f(raw['latency_p95_ms'], 2) if lat else '–'} "
+                    f"| {_f(raw['latency_p99_ms'], 2) if lat else '–'} | – | "
+                    f"{note + '; ' if note else ''}{r['messages']} msgs"
+                    f"{'; latency = single-message predict()' if lat else ''} |")
+    for label, runs in (("service HTTP (Litestar+ORT)", res.get("service") or []),
+                        ("torch pipeline HTTP (naive)", res.get("torch") or [])):
+        for r in runs:
+            cpu = f"CPU: server {_f(r.get('server_cpu_cores'), 2)}, load gen {_f(r.get('client_cpu_cores'), 2)} cores"
+            rows.append(f"| {label} | concurrency {r['concurrency']} | {_f(r['throughput_rps'])} | {_f(r['p50_ms'], 2)} "
+                        f"| {_f(r['p95_ms'], 2)} | {_f(r['p99_ms'], 2)} | {r['errors']} | {cpu} |")
+    batch = res.get("batch") or {}
+    for key in ("cli", "cli_scaled"):
+        c = batch.get(key)
+        if c:
+            rows.append(f"| batch CLI (`score`) | {_f(c['rows'] or 0)} rows | {_f(c['rows_per_s'])} | – | – | – "
+                        f"| {_f(c['errors'])} | peak RSS {_f(c['peak_rss_mb'], 0)} MB; {_f(c['seconds'])} s wall "
+                        f"incl. start-up |")
+        if key == "cli" and batch.get("raw_ort_msgs_per_s"):
+            rows.append(f"| raw ORT (in-process) | same {_f(batch['rows'])} msgs, batch {batch['batch_size']} "
+                        f"| {_f(batch['raw_ort_msgs_per_s'])} | – | – | – | – | model load excluded |")
+    return "\n".join([head, *rows])
+
+
+def render(res: dict[str, Any], checks: list[Target]) -> str:
+    """The whole markdown report."""
+    meta = res["meta"]
+    lines = [f"# complaint-triage benchmark — {meta['started_at']}", "",
+             f"Bundle `{meta['bundle']}` ({meta['model']}, quantization: {meta['quantization']}); "
+             f"{meta['cpu_count']} CPU cores; onnxruntime {meta['onnxruntime']}; "
+             f"{meta['duration_s']:g} s per load level after {meta['warmup_s']:g} s warm-up"
+             f"{' (--quick)' if meta['quick'] else ''}.", "", table(res), "", "## Targets", ""]
+    lines += [f"- **{t.status}** {t.name}: {t.detail}" for t in checks]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in res.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf → null, so ``bench.json`` is strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def write(out_dir: Path, res: dict[str, Any], checks: list[Target], markdown: str) -> tuple[Path, Path]:
+    """``bench.json`` (every figure, machine-readable) and ``bench.md`` (the printed report)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jpath, mpath = out_dir / "bench.json", out_dir / "bench.md"
+    jpath.write_text(json.dumps(_clean({**res, "targets": [asdict(t) for t in checks]}), indent=2, default=str) + "\n")
+    mpath.write_text(markdown, encoding="utf-8")
+    return jpath, mpath
