@@ -60,6 +60,17 @@ def _server_cpu(pid: int | None) -> float:
         return 0.0
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have spent busy (0 without psutil)."""
+    try:
+        import psutil
+
+        t = psutil.cpu_times()
+        return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+    except Exception:  # optional figure
+        return 0.0
+
+
 def _payloads(texts: Sequence[str], seed: int) -> list[bytes]:
     """Pre-encoded request bodies (one message each), in a seeded order, so the client spends
     its CPU on HTTP rather than on JSON encoding."""
@@ -87,6 +98,7 @@ async def drive(url: str, texts: Sequence[str], concurrency: int, duration: floa
         await asyncio.sleep(max(0.0, at - time.perf_counter()))
         tally.cpu[f"client_{name}"] = time.process_time()
         tally.cpu[f"server_{name}"] = _server_cpu(server_pid)
+        tally.cpu[f"system_{name}"] = system_busy_seconds()
 
     async def worker(client: httpx.AsyncClient, k: int) -> None:
         i = k * max(1, len(payloads) // concurrency)
@@ -110,14 +122,17 @@ async def drive(url: str, texts: Sequence[str], concurrency: int, duration: floa
                              *(worker(client, k) for k in range(concurrency)))
     lat_ms = [x * 1000.0 for x in tally.latencies]
     window = duration or 1e-9
+    used = {k: (tally.cpu[f"{k}_end"] - tally.cpu[f"{k}_start"]) / window for k in ("client", "server", "system")}
     return {
         "concurrency": concurrency, "duration_s": duration, "warmup_s": warmup,
         "requests": len(lat_ms), "errors": sum(tally.errors.values()), "error_kinds": dict(tally.errors),
         "throughput_rps": len(lat_ms) / window,
         "p50_ms": percentile(lat_ms, 50), "p95_ms": percentile(lat_ms, 95), "p99_ms": percentile(lat_ms, 99),
         "mean_ms": sum(lat_ms) / len(lat_ms) if lat_ms else float("nan"),
-        "client_cpu_cores": (tally.cpu["client_end"] - tally.cpu["client_start"]) / window,
-        "server_cpu_cores": (tally.cpu["server_end"] - tally.cpu["server_start"]) / window if server_pid else None,
+        "client_cpu_cores": used["client"],
+        "server_cpu_cores": used["server"] if server_pid else None,
+        # busy CPU of every other process on the machine during the window (noise from outside the benchmark)
+        "other_cpu_cores": max(0.0, used["system"] - used["client"] - used["server"]) if server_pid else None,
     }
 
 
