@@ -33,6 +33,9 @@ from service.triage import build_results
 
 log = logging.getLogger("complaint_triage")
 MODEL_HEADER = "X-Model-Version"
+#: JSON-Schema pattern of a non-blank text: one character outside Python's ``str.isspace()`` set
+#: (what ``check_limits`` strips). ECMA ``\s`` differs (\x1c-\x1f, \x85, \ufeff), so the set is spelt out.
+TEXT_PATTERN = r"[^\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -259,7 +262,7 @@ def _document_request_limits(openapi: OpenAPI, settings: Settings) -> None:
         messages.min_items, messages.max_items = 1, settings.max_messages
     text = schemas["Message"].properties["text"]  # type: ignore[index]
     if isinstance(text, Schema):
-        text.max_length = settings.max_text_chars
+        text.min_length, text.max_length, text.pattern = 1, settings.max_text_chars, TEXT_PATTERN
     followers = schemas["Author"].properties["followers"]  # type: ignore[index]
     if isinstance(followers, Schema):
         followers.minimum = 0

@@ -67,6 +67,7 @@ class PartStore:
         if restart:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
+        manifest = json.loads(json.dumps(manifest))  # as stored: tuples become lists, else never equal
         mpath = self.dir / "manifest.json"
         if mpath.exists():
             old = json.loads(mpath.read_text())
@@ -74,8 +75,10 @@ class PartStore:
                 changed = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
                 raise SystemExit(f"complaint-triage: {self.dir} holds a partial run of a different job "
                                  f"(differs in: {', '.join(changed)}); re-run with --restart to discard it")
-        else:
-            mpath.write_text(json.dumps(manifest, indent=2))
+        else:  # atomically: a kill mid-write must not leave a truncated manifest behind
+            tmp = mpath.with_suffix(".tmp")
+            tmp.write_text(json.dumps(manifest, indent=2))
+            os.replace(tmp, mpath)
 
     def parts(self) -> list[tuple[int, int, Path]]:
         """Contiguous parts from row 0; anything after a gap is stale and removed."""

@@ -130,7 +130,7 @@ def score_rows(scorer: Scorer, priority: PriorityConfig, rows: Sequence[tuple[in
     out: list[dict[str, Any] | None] = [None] * len(rows)
     good: list[tuple[int, Message, dict[str, Any]]] = []
     for k, (row_no, raw) in enumerate(rows):
-        rid, kept = None, {}
+        rid, kept = None, dict.fromkeys(cols.keep)  # same keys on every record, parsable or not
         try:
             row = decode_line(raw) if isinstance(raw, (bytes, str)) else raw
             rid = row_id(row, cols)

@@ -30,27 +30,34 @@ class RayScorer:
         self.cols = Columns(**{**cols, "keep": tuple(cols["keep"])})
         self.max_chars = max_chars
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, batch: Any) -> dict[str, Any]:
         import msgspec
 
         from service.batch_rows import score_rows
 
-        if ROW_COL in batch:  # JSONL: raw lines, parsed here so bad lines become error records
-            raws: list[Any] = [line.encode("utf-8") for line in batch[ROW_COL]]
-        else:
-            keys = list(batch)
-            raws = [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
-            raws = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in raws]
+        # a pyarrow batch → Python rows exactly as the local reader makes them (numpy batches turned
+        # nullable ints into floats and ns timestamps into ints)
+        raws: list[Any] = batch.to_pylist()
+        if ROW_COL in batch.column_names:  # JSONL: raw lines, parsed here so bad lines become error records
+            raws = [r[ROW_COL] for r in raws]
         records = score_rows(self.scorer, self.priority, list(enumerate(raws)), self.cols, self.max_chars)
         return {"record": [msgspec.json.encode(r) for r in records]}
+
+
+def _lines(file_row: dict[str, Any]) -> list[dict[str, bytes]]:
+    """One file's bytes → its non-blank lines, split exactly as :func:`service.batch_io.read_rows` does."""
+    import io
+
+    return [{ROW_COL: line} for line in io.BytesIO(file_row["bytes"]) if line.strip()]
 
 
 def _read(path: str, fmt: str) -> Any:
     import ray.data
 
     if fmt == "jsonl":
-        ds = ray.data.read_text(path)
-        return ds.filter(lambda r: bool(r["text"].strip())).rename_columns({"text": ROW_COL})
+        # raw bytes split like the local reader: read_text decodes the whole file (one invalid UTF-8
+        # byte failed the job) and splits with str.splitlines (U+2028 etc. inside a JSON string split a row)
+        return ray.data.read_binary_files(path).flat_map(_lines)
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -80,7 +87,7 @@ def run_ray(args: argparse.Namespace, cols: Columns, in_fmt: str, store: Any) ->
     from dataclasses import asdict
 
     scored = ds.map_batches(
-        RayScorer, batch_size=args.chunk_rows, batch_format="numpy", concurrency=args.actors,
+        RayScorer, batch_size=args.chunk_rows, batch_format="pyarrow", concurrency=args.actors,
         num_cpus=args.cpus_per_actor,
         fn_constructor_kwargs={"bundle": os.path.abspath(args.bundle), "threads": args.cpus_per_actor,
                                "batch_size": args.batch_size, "cols": asdict(cols),

@@ -24,6 +24,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -34,7 +36,7 @@ from service.settings import Settings
 
 EXAMPLES = int(os.environ.get("CT_FUZZ_EXAMPLES", "50"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+          response_headers_conformance, positive_data_acceptance, negative_data_rejection]
 OPERATIONS = [("POST", "/v1/score"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/info"), ("GET", "/metrics")]
 #: (method path status) → count, across the whole module; printed and checked by the last test
 SEEN: dict[str, int] = {}
