@@ -57,7 +57,7 @@ class Scorer:
 
     @classmethod
     def load(cls, bundle_dir: str | Path, *, intra_op_threads: int = 0, inter_op_threads: int = 1,
-             batch_size: int = 32, verify: bool = True) -> "Scorer":
+             batch_size: int = 32, verify: bool = True) -> Scorer:
         """Load and check a bundle; raises :class:`BundleError` with a clear reason."""
         bundle_dir = Path(bundle_dir)
         meta = read_meta(bundle_dir)

@@ -52,7 +52,7 @@ class TextEncoder:
         tokenizer.no_padding()
 
     @classmethod
-    def from_file(cls, path: str, *, max_length: int, prefix: str, pad_id: int) -> "TextEncoder":
+    def from_file(cls, path: str, *, max_length: int, prefix: str, pad_id: int) -> TextEncoder:
         """Load a ``tokenizer.json`` (Hugging Face fast-tokenizer format)."""
         return cls(Tokenizer.from_file(str(path)), max_length=max_length, prefix=prefix, pad_id=pad_id)
 

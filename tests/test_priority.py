@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,8 +12,8 @@ from service.priority import BusinessHours, PriorityConfig, Signals, load_config
 CFG = load_config()
 CRITICAL = {"none": 0.02, "low": 0.02, "medium": 0.03, "high": 0.02, "critical": 0.91}
 NONE = {"none": 0.9, "low": 0.05, "medium": 0.03, "high": 0.01, "critical": 0.01}
-SAT_NIGHT = datetime(2026, 3, 7, 23, 10, tzinfo=timezone.utc)  # a Saturday
-TUE_NOON = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+SAT_NIGHT = datetime(2026, 3, 7, 23, 10, tzinfo=UTC)  # a Saturday
+TUE_NOON = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def sig(**kw: object) -> Signals:
@@ -73,9 +73,9 @@ def test_unknown_time_means_no_business_hours_rule() -> None:
 
 def test_business_hours_in_local_time() -> None:
     hours = BusinessHours(timezone="America/New_York")
-    assert hours.is_open(datetime(2026, 3, 10, 14, 0, tzinfo=timezone.utc))  # 10:00 in New York
-    assert not hours.is_open(datetime(2026, 3, 10, 11, 30, tzinfo=timezone.utc))  # 07:30 EDT
-    assert not hours.is_open(datetime(2026, 3, 14, 15, 0, tzinfo=timezone.utc))  # Saturday
+    assert hours.is_open(datetime(2026, 3, 10, 14, 0, tzinfo=UTC))  # 10:00 in New York
+    assert not hours.is_open(datetime(2026, 3, 10, 11, 30, tzinfo=UTC))  # 07:30 EDT
+    assert not hours.is_open(datetime(2026, 3, 14, 15, 0, tzinfo=UTC))  # Saturday
     assert hours.is_open(datetime(2026, 3, 10, 14, 0))  # naive times are UTC
 
 

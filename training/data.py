@@ -110,8 +110,9 @@ def to_example(row: dict[str, Any], cols: ColumnMap, where: str, index: int) -> 
     )
 
 
-def load_examples(paths: Sequence[str | Path], cols: ColumnMap = ColumnMap()) -> list[Example]:
+def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None) -> list[Example]:
     """Load and validate every row; a row with no label at all is an error."""
+    cols = cols or ColumnMap()
     examples: list[Example] = []
     seen: set[str] = set()
     for i, (path, row) in enumerate(read_rows(paths)):

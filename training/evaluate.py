@@ -160,7 +160,7 @@ class Baseline:
         self.seed = seed
         self.models: dict[str, Any] = {}
 
-    def fit(self, examples: Sequence[Example]) -> "Baseline":
+    def fit(self, examples: Sequence[Example]) -> Baseline:
         from sklearn.linear_model import LogisticRegression
 
         x = self.features.fit_transform([e.text for e in examples])

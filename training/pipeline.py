@@ -7,7 +7,7 @@ import os
 import resource
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +20,7 @@ from model.text import TextEncoder
 from training.backbone import resolve
 from training.config import TrainConfig
 from training.data import Example, data_hash, expand_paths, load_examples, split_examples
-from training.evaluate import calibrate_threshold, decisions, gold_labels, head_metrics, HEAD_LABELS
+from training.evaluate import HEAD_LABELS, calibrate_threshold, decisions, gold_labels, head_metrics
 from training.report import evaluate_bundle
 
 
@@ -53,7 +53,7 @@ def _meta(cfg: TrainConfig, backbone: Any, examples: list[Example], splits: dict
     return BundleMeta(
         name=cfg.name, version=cfg.version, backbone=backbone.name, max_length=cfg.max_length,
         prefix=backbone.prefix, pad_id=backbone.pad_id, labels=labels_dict(),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         data_hash=data_hash(examples),
         training_config={**cfg.to_dict(), "vocab_size": vocab_size},
         split={"rule": "sha256(id)[:8] % 100: <80 train, <90 validation, else test",
@@ -66,7 +66,7 @@ def build(cfg: TrainConfig) -> Path:
     """Run the whole pipeline; the bundle appears at ``cfg.output_dir`` only when complete."""
     import torch
 
-    from training.export import check_parity, export_onnx, quantize_int8
+    from training.export import check_parity, export_onnx
     from training.modeling import load_model
     from training.train import seed_everything, train
 
