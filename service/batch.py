@@ -159,8 +159,15 @@ def assemble(store: PartStore, out: str, fmt: str, keep: tuple[str, ...]) -> Cou
             _count(data, counts)
             writer.write_jsonl_bytes(data)
         writer.close()
+    # Retire OUT.partial with one rename *before* OUT appears, then delete it: a kill can never leave
+    # OUT next to a half-deleted OUT.partial (rmtree is not atomic; a later run would resume from the
+    # surviving parts, under a fresh manifest if manifest.json had gone first).
+    retired = store.dir.with_name(f".{store.dir.name}.done-{os.getpid()}")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.rename(store.dir, retired)
+    if out != "-":
         os.replace(tmp, final)
-    shutil.rmtree(store.dir)
+    shutil.rmtree(retired)
     return counts
 
 

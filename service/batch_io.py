@@ -56,7 +56,7 @@ def _jsonl(fh: BinaryIO, skip: int) -> Iterator[bytes]:
 
 
 def _csv(path: str, skip: int) -> Iterator[dict[str, Any]]:
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:  # -sig: Excel writes a BOM
         for i, row in enumerate(csv.DictReader(fh)):
             if i >= skip:
                 row.pop(None, None)  # extra fields of a malformed line

@@ -61,7 +61,7 @@ def _read(path: str, fmt: str) -> Any:
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # pyarrow skips a BOM too
             header = fh.readline().strip().split(",")
         import pyarrow as pa
 
