@@ -7,6 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, AsyncIterator
 
 import anyio
@@ -15,6 +16,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPI, Schema
@@ -22,6 +24,7 @@ from litestar.params import JSONBody
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from model.bundle import BundleError
 from model.labels import labels_dict
 from model.scorer import Scorer
 from service import metrics
@@ -33,6 +36,9 @@ from service.triage import build_results
 
 log = logging.getLogger("complaint_triage")
 MODEL_HEADER = "X-Model-Version"
+#: requests with more text than this build their results (language id, priority) in a worker thread:
+#: inline, a 4 MB request held the event loop (and /health) for ~1 s
+OFFLOAD_CHARS = 50_000
 #: JSON-Schema pattern of a non-blank text: one character outside Python's ``str.isspace()`` set
 #: (what ``check_limits`` strips). ECMA ``\s`` differs (\x1c-\x1f, \x85, \ufeff), so the set is spelt out.
 TEXT_PATTERN = r"[^\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
@@ -43,6 +49,7 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
     reasons = {
         400: "Body is not valid JSON, or a field fails validation (detail and extra name the field)",
         401: "Missing or invalid API key (only when CT_API_KEYS or CT_API_KEYS_FILE is set)",
+        408: "The body did not arrive within CT_READ_TIMEOUT_S seconds of the request head",
         413: "Body, message count or text length over the limit (see GET /info limits)",
         415: "Content-Type is not application/json, or the body is compressed",
         503: "Model not loaded yet, queue full, or shutting down; retry after Retry-After seconds",
@@ -103,7 +110,7 @@ def check_limits(req: ScoreRequest, settings: Settings) -> None:
                                   extra=[{"key": f"messages[{i}].text", "message": "text too long"}])
 
 
-def _check_content(request: Request[Any, Any, Any]) -> None:
+async def _check_content(request: Request[Any, Any, Any]) -> None:
     ctype = request.headers.get("content-type", "")
     if not ctype.split(";")[0].strip().lower() == "application/json":
         raise ClientException(status_code=415, detail=f"Content-Type must be application/json, got {ctype!r}")
@@ -111,11 +118,26 @@ def _check_content(request: Request[Any, Any, Any]) -> None:
     if encoding not in ("", "identity"):
         raise ClientException(status_code=415, detail=f"Content-Encoding {encoding!r} is not accepted; "
                               "send an uncompressed JSON body")
+    # JSON is UTF-8 (RFC 8259). msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside
+    # a string, which Litestar does not map to 400, so it would surface as a 500. The body is read (and
+    # cached for the handler) under the request_max_body_size limit, so an oversized body is still a 413.
+    timeout = request.app.state.settings.read_timeout_s
+    try:
+        with anyio.fail_after(timeout):  # a stalled or trickling body must not hold the request forever
+            body = await request.body()
+    except TimeoutError:
+        raise ClientException(status_code=408, detail=f"request body not received within {timeout:g} s",
+                              headers={"Connection": "close"}) from None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClientException(status_code=400, detail=f"request body is not valid JSON: invalid UTF-8 at byte "
+                              f"{exc.start} ({exc.reason})") from None
 
 
 @post("/v1/score", guards=[api_key_guard], status_code=200, summary="Score customer messages",
       before_request=_check_content,
-      responses=_errors(400, 401, 413, 415, 503))
+      responses=_errors(400, 401, 408, 413, 415, 503))
 async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], state: State) -> Response[ScoreResponse]:
     """Score 1..N messages; results come back in input order."""
     received = datetime.now(timezone.utc)
@@ -128,7 +150,11 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
         raise HTTPException(status_code=503, detail=f"overloaded: {exc}; retry later",
                             headers={"Retry-After": "1"}) from exc
     meta = rt.scorer.meta
-    results = build_results(data.messages, preds, meta.followup_threshold, rt.priority, received_at=received)
+    build = partial(build_results, data.messages, preds, meta.followup_threshold, rt.priority, received_at=received)
+    if sum(len(m.text) for m in data.messages) > OFFLOAD_CHARS:
+        results = await anyio.to_thread.run_sync(build)  # language id is ~0.35 µs/char: keep the loop free
+    else:
+        results = build()
     metrics.MESSAGES.inc(len(results))
     for r in results:
         metrics.PREDICTIONS.labels("severity", r.severity).inc()
@@ -188,11 +214,18 @@ def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
         if status == 400 and not extra and (isinstance(cause, msgspec.DecodeError)
                                             or isinstance(getattr(cause, "__cause__", None), msgspec.DecodeError)):
             detail = f"request body is not valid JSON: {detail}"
+        elif isinstance(exc, RequestEntityTooLarge):  # Litestar's request_max_body_size check
+            detail = f"request body is larger than the limit of {request.app.state.settings.max_body_bytes} bytes"
         headers = exc.headers or {}
         if status >= 500 and status != 503:
             metrics.ERRORS.labels("internal").inc()
         elif status < 500 and status not in (401,):
             metrics.ERRORS.labels("bad_request" if status == 400 else f"http_{status}").inc()
+    elif isinstance(exc, RecursionError) and "deserializ" in str(exc):
+        # msgspec gives up on JSON nested deeper than the recursion limit (e.g. '[' * 1000) with a bare
+        # RecursionError, which Litestar does not turn into a 400; no valid ScoreRequest is nested > 4 deep
+        metrics.ERRORS.labels("bad_request").inc()
+        status, detail, extra, headers = 400, "request body is not valid JSON: nested too deeply", None, {}
     else:
         log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
         metrics.ERRORS.labels("internal").inc()
@@ -213,8 +246,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        scorer = await anyio.to_thread.run_sync(lambda: Scorer.load(
-            settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch))
+        try:
+            scorer = await anyio.to_thread.run_sync(lambda: Scorer.load(
+                settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch))
+        except BundleError as exc:  # `serve` repeats this after uvicorn's traceback, as the last line
+            app.state.startup_error = str(exc)
+            raise
         await anyio.to_thread.run_sync(lambda: scorer.predict(["warm-up message"] * 8))
         batcher = MicroBatcher(scorer.predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                max_queue=settings.max_queue)
@@ -240,6 +277,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="complaint-triage", version="1.0.0", path="/schema"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+        # logging is set up by `serve` (level CT_LOG_LEVEL): Litestar's default config would reset the
+        # root logger to INFO on startup, so CT_LOG_LEVEL=debug (and CT_LOG_TEXTS) had no effect
+        logging_config=None,
     )
     _document_request_limits(app.openapi_schema, settings)
     return app

@@ -20,6 +20,7 @@ import gc
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ from typing import Any
 
 from service.bench_data import load_records, sample_texts, shuffled_texts, write_texts_json
 from service.bench_load import percentile, system_busy_seconds
-from service.bench_report import render, targets, write
+from service.bench_report import outside_noise, render, targets, write
 from service.bench_server import drive, free_port, post_json, running, service_cmd, torch_cmd
 
 RAW_BATCH_SIZES = (1, 8, 32, 64)
@@ -128,6 +129,15 @@ def load_levels(name: str, cmd: list[str], port: int, levels: list[int], texts_f
 
 def _notes(res: dict[str, Any]) -> list[str]:
     meta, notes = res["meta"], []
+    noise, where = outside_noise(res)
+    if noise > 0.2:
+        notes.append(f"WARNING: other processes on this machine were busy during the run (up to {noise:.2f} of "
+                     f"{meta['cpu_count']} cores, during {where}); the figures are disturbed: re-run on an idle "
+                     "machine before drawing conclusions.")
+    for key in ("service_error", "torch_error"):
+        if res.get(key):
+            notes.append(f"{key.split('_')[0]} section NOT measured: {res[key].splitlines()[0]} (see the server log "
+                         f"in the output directory)")
     svc = {r["concurrency"]: r for r in res.get("service") or []}
     top = svc.get(32) or (svc[max(svc)] if svc else None)
     if top:
@@ -193,6 +203,10 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
                                      lambda texts, b: raw_throughput(bundle, threads, texts, b), seed=args.seed)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args: argparse.Namespace) -> int:
     from model.bundle import BundleError, read_meta
     from service.settings import Settings
@@ -224,10 +238,15 @@ def main(args: argparse.Namespace) -> int:
     res["meta"]["message_pool"] = len(pool)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ct-bench-"))
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: servers stop, files go
     try:
         _run_sections(args, res, bundle, meta, settings.ort_threads, records, pool,
                       write_texts_json(work / "texts.json", pool), duration, warmup, batch_rows, quick)
+    except KeyboardInterrupt:
+        print("complaint-triage bench: interrupted; servers stopped, temporary files removed", file=sys.stderr)
+        return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
     res["notes"] = _notes(res)
     checks = targets(res)

@@ -6,8 +6,11 @@ N and at k×N rows (memory must not grow with the file).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from service.bench_data import write_messages_jsonl
+from service.bench_load import system_busy_seconds
 from service.bench_server import child_env
 
 GNU_TIME = Path("/usr/bin/time")
@@ -56,6 +60,12 @@ def _poll_rss(proc: subprocess.Popen[bytes], peak: list[int], stop: threading.Ev
         return
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children (and their descendants)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_cli(bundle: Path, inp: Path, out: Path, batch_size: int) -> dict[str, Any]:
     """One ``score`` run: wall time (process start to exit, model load included), peak RSS, counts."""
     cmd = _score_cmd(bundle, inp, out, batch_size)
@@ -63,14 +73,25 @@ def run_cli(bundle: Path, inp: Path, out: Path, batch_size: int) -> dict[str, An
     if use_time:
         cmd = [str(GNU_TIME), "-v", *cmd]
     peak, stop = [0], threading.Event()
+    busy0, kids0 = system_busy_seconds(), _children_cpu()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
+    # own process group: /usr/bin/time dies on SIGTERM without passing it on, so stop the whole group
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env(),
+                            start_new_session=True)
     poller = None if use_time else threading.Thread(target=_poll_rss, args=(proc, peak, stop), daemon=True)
     if poller:
         poller.start()
-    _, err_bytes = proc.communicate()
+    try:
+        _, err_bytes = proc.communicate()
+    except BaseException:  # interrupted: do not leave the scorer running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    finally:
+        stop.set()
     seconds = time.perf_counter() - t0
-    stop.set()
+    other = max(0.0, system_busy_seconds() - busy0 - (_children_cpu() - kids0)) / seconds
     err = err_bytes.decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{err[-2000:]}")
@@ -81,6 +102,7 @@ def run_cli(bundle: Path, inp: Path, out: Path, batch_size: int) -> dict[str, An
             "errors": int(m_sum.group(3)) if m_sum else None, "seconds": seconds,
             "rows_per_s": (rows or 0) / seconds, "peak_rss_mb": rss_mb,
             "rss_method": "/usr/bin/time -v" if use_time else "psutil polling (50 ms)",
+            "cli_cpu_cores": (_children_cpu() - kids0) / seconds, "other_cpu_cores": other,
             "command": " ".join(cmd)}
 
 

@@ -77,7 +77,7 @@ def targets(res: dict[str, Any]) -> list[Target]:
 
 def table(res: dict[str, Any]) -> str:
     """Every figure in one markdown table."""
-    head = ("| Section | Case | msgs/s | p50 ms | p95 ms | p99 ms | errors | notes |\n"
+    head = ("| Section | Case | msgs/s (HTTP: req/s, 1 msg each) | p50 ms | p95 ms | p99 ms | errors | notes |\n"
             "|---|---|---:|---:|---:|---:|---:|---|")
     rows: list[str] = []
     raw = res.get("raw") or {}
@@ -88,11 +88,13 @@ def table(res: dict[str, Any]) -> str:
                     f"| {_f(raw['latency_p50_ms'], 2) if lat else '–'} | {_f(raw['latency_p95_ms'], 2) if lat else '–'} "
                     f"| {_f(raw['latency_p99_ms'], 2) if lat else '–'} | – | "
                     f"{note + '; ' if note else ''}{r['messages']} msgs"
-                    f"{'; latency = single-message predict()' if lat else ''} |")
+                    f"{'; latency = single-message predict()' if lat else ''}"
+                    f"{'; other processes ' + _f(raw.get('other_cpu_cores'), 2) + ' cores' if lat else ''} |")
     for label, runs in (("service HTTP (Litestar+ORT)", res.get("service") or []),
                         ("torch pipeline HTTP (naive)", res.get("torch") or [])):
         for r in runs:
-            cpu = f"CPU: server {_f(r.get('server_cpu_cores'), 2)}, load gen {_f(r.get('client_cpu_cores'), 2)} cores"
+            cpu = (f"CPU cores: server {_f(r.get('server_cpu_cores'), 2)}, load gen {_f(r.get('client_cpu_cores'), 2)}, "
+                   f"other processes {_f(r.get('other_cpu_cores'), 2)}")
             rows.append(f"| {label} | concurrency {r['concurrency']} | {_f(r['throughput_rps'])} | {_f(r['p50_ms'], 2)} "
                         f"| {_f(r['p95_ms'], 2)} | {_f(r['p99_ms'], 2)} | {r['errors']} | {cpu} |")
     batch = res.get("batch") or {}
@@ -101,11 +103,23 @@ def table(res: dict[str, Any]) -> str:
         if c:
             rows.append(f"| batch CLI (`score`) | {_f(c['rows'] or 0)} rows | {_f(c['rows_per_s'])} | – | – | – "
                         f"| {_f(c['errors'])} | peak RSS {_f(c['peak_rss_mb'], 0)} MB; {_f(c['seconds'])} s wall "
-                        f"incl. start-up |")
+                        f"incl. start-up; CPU cores: CLI {_f(c.get('cli_cpu_cores'), 2)}, "
+                        f"other processes {_f(c.get('other_cpu_cores'), 2)} |")
         if key == "cli" and batch.get("raw_ort_msgs_per_s"):
             rows.append(f"| raw ORT (in-process) | same {_f(batch['rows'])} msgs, batch {batch['batch_size']} "
                         f"| {_f(batch['raw_ort_msgs_per_s'])} | – | – | – | – | model load excluded |")
     return "\n".join([head, *rows])
+
+
+def outside_noise(res: dict[str, Any]) -> tuple[float, str]:
+    """The most CPU other processes used during any measured section, and where."""
+    seen: list[tuple[float, str]] = [((res.get("raw") or {}).get("other_cpu_cores") or 0.0, "raw ORT")]
+    for key in ("service", "torch"):
+        seen += [(r.get("other_cpu_cores") or 0.0, f"{key} @{r['concurrency']}") for r in res.get(key) or []]
+    batch = res.get("batch") or {}
+    seen += [(batch[k].get("other_cpu_cores") or 0.0, f"batch CLI {_f(batch[k]['rows'] or 0)} rows")
+             for k in ("cli", "cli_scaled") if batch.get(k)]
+    return max(seen)
 
 
 def render(res: dict[str, Any], checks: list[Target]) -> str:

@@ -123,8 +123,10 @@ def running(name: str, cmd: list[str], port: int, log: Path, *, env: dict[str, s
             time.sleep(0.2)
         yield Server(name, proc, base, log)
     finally:
+        was_running = proc.poll() is None
         code = stop(proc)
-        print(f"  {name}: stopped with SIGTERM (exit code {code})", file=sys.stderr)
+        how = "stopped with SIGTERM" if was_running else "had already exited"
+        print(f"  {name}: {how} (exit code {code})", file=sys.stderr)
 
 
 def service_cmd(bundle: Path, port: int) -> list[str]:

@@ -1,9 +1,22 @@
-"""``complaint-triage serve``: run the API under uvicorn (the production ASGI server)."""
+"""``complaint-triage serve``: run the API under uvicorn (the production ASGI server).
+
+uvicorn settings taken from :class:`Settings` (``CT_*``):
+
+- ``graceful_timeout_s`` → ``timeout_graceful_shutdown``: on SIGTERM/SIGINT, stop accepting, let
+  in-flight requests finish (at most this long), then drain the batcher and exit 0.
+- ``keep_alive_s`` → ``timeout_keep_alive``: idle keep-alive connections are closed.
+- ``read_timeout_s``: the HTTP protocol is uvicorn's h11 one plus a deadline for each request head
+  (:class:`service.http_protocol.GuardedH11Protocol`), since uvicorn has none: a client that connects and sends
+  nothing, or trickles its headers, is disconnected. The body deadline (408) is in the app.
+- A malformed request, or a head still incomplete past h11's 16 KiB, gets a 400 ErrorBody JSON
+  (uvicorn's own answer is text/plain) and the connection is closed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -22,6 +35,7 @@ def main(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.http_protocol import protocol_for
 
     try:
         settings = Settings.from_env(bundle=args.bundle, host=args.host, port=args.port)
@@ -33,7 +47,24 @@ def main(args: argparse.Namespace) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
-                            lifespan="on", loop="auto", http="auto")
+                            timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+                            lifespan="on", loop="auto", http=protocol_for(settings))
     server = uvicorn.Server(config)
-    server.run()
-    return 0 if server.started else 3
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal into the handler that
+    # was installed before it started: with the default one, a clean stop died with status 143 (SIGTERM)
+    # or a KeyboardInterrupt traceback. Record it instead, so a graceful stop exits 0.
+    stops: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stops.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits (status 3) when the lifespan fails or the port cannot be bound
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        reason = app.state.get("startup_error") or "the model did not load or the port could not be bound (see above)"
+        print(f"complaint-triage: cannot start: {reason}", file=sys.stderr)
+        return 3
+    return 0

@@ -34,12 +34,19 @@ class Settings:
     log_level: str = "info"
     workers: int = 1
     graceful_timeout_s: float = 20.0
+    #: a client must send each request head within this many seconds of connecting (or of the previous
+    #: response), and a /v1/score body within this many seconds of its head: else the connection is
+    #: closed (head) or answered 408 (body). Bounds slow or stalled clients (slowloris).
+    read_timeout_s: float = 15.0
+    #: idle keep-alive connections are closed after this many seconds (uvicorn timeout_keep_alive)
+    keep_alive_s: float = 5.0
 
     def __post_init__(self) -> None:
         positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_queue", "workers")
         bad = [n for n in positive if getattr(self, n) <= 0]
         if self.max_wait_ms < 0 or self.ort_threads < 0:
             bad.append("max_wait_ms/ort_threads")
+        bad += [n for n in ("read_timeout_s", "keep_alive_s", "graceful_timeout_s") if not getattr(self, n) > 0]
         if bad:
             raise ValueError(f"settings must be positive: {', '.join(bad)}")
         if self.max_queue < self.max_messages:
@@ -52,7 +59,8 @@ class Settings:
         conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
                 "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
                 "ort_threads": int, "priority_config": Path, "timezone": str, "log_texts": _bool,
-                "log_level": str, "workers": int, "graceful_timeout_s": float}
+                "log_level": str, "workers": int, "graceful_timeout_s": float, "read_timeout_s": float,
+                "keep_alive_s": float}
         values: dict[str, object] = {}
         for name, kind in conv.items():
             raw = env.get(f"CT_{name.upper()}")
