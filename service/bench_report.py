@@ -82,14 +82,15 @@ def table(res: dict[str, Any]) -> str:
     rows: list[str] = []
     raw = res.get("raw") or {}
     for r in raw.get("batches", []):
-        note = "best" if r["batch_size"] == raw.get("best_batch_size") else ""
-        lat = r["batch_size"] == 1
-        rows.append(f"| raw ORT (in-process) | batch {r['batch_size']} | {_f(r['msgs_per_s'])} "
-                    f"| {_f(raw['latency_p50_ms'], 2) if lat else '–'} | {_f(raw['latency_p95_ms'], 2) if lat else '–'} "
-                    f"| {_f(raw['latency_p99_ms'], 2) if lat else '–'} | – | "
-                    f"{note + '; ' if note else ''}{r['messages']} msgs"
-                    f"{'; latency = single-message predict()' if lat else ''}"
-                    f"{'; other processes ' + _f(raw.get('other_cpu_cores'), 2) + ' cores' if lat else ''} |")
+        b = r["batch_size"]
+        notes = (["best"] if b == raw.get("best_batch_size") else []) + [f"{r['messages']} msgs"]
+        p50 = p95 = p99 = "–"
+        if b == 1:
+            p50, p95, p99 = (_f(raw[f"latency_p{q}_ms"], 2) for q in (50, 95, 99))
+            notes += ["latency = single-message predict()",
+                      f"other processes {_f(raw.get('other_cpu_cores'), 2)} cores"]
+        rows.append(f"| raw ORT (in-process) | batch {b} | {_f(r['msgs_per_s'])} | {p50} | {p95} | {p99} | – "
+                    f"| {'; '.join(notes)} |")
     for label, runs in (("service HTTP (Litestar+ORT)", res.get("service") or []),
                         ("torch pipeline HTTP (naive)", res.get("torch") or [])):
         for r in runs:
