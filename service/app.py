@@ -6,7 +6,7 @@ import hmac
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, AsyncIterator
 
@@ -140,7 +140,7 @@ async def _check_content(request: Request[Any, Any, Any]) -> None:
       responses=_errors(400, 401, 408, 413, 415, 503))
 async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], state: State) -> Response[ScoreResponse]:
     """Score 1..N messages; results come back in input order."""
-    received = datetime.now(timezone.utc)
+    received = datetime.now(UTC)
     rt = _runtime(state)
     check_limits(data, state.settings)
     try:

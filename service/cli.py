@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["backbone"].add_argument("name", nargs="?", default="multilingual-e5-small")
     _add_stats_args(sub.choices["data-stats"])
     from service.batch import add_args as add_score_args
-    from service.server import add_args as add_serve_args
     from service.bench import add_args as add_bench_args
+    from service.server import add_args as add_serve_args
 
     add_score_args(sub.choices["score"])
     add_serve_args(sub.choices["serve"])

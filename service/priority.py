@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,7 +39,7 @@ class BusinessHours:
         return DAYS[local.weekday()] in self.days and self.start <= local.time() < self.end
 
     def localize(self, when: datetime) -> datetime:
-        aware = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        aware = when if when.tzinfo else when.replace(tzinfo=UTC)
         return aware.astimezone(ZoneInfo(self.timezone))
 
 

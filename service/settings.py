@@ -53,7 +53,7 @@ class Settings:
             raise ValueError("CT_MAX_QUEUE must be >= CT_MAX_MESSAGES, or a full request could never be queued")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read ``CT_*`` variables; explicit keyword overrides win."""
         env = os.environ if env is None else env
         conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
