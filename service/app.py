@@ -248,7 +248,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
             scorer = await anyio.to_thread.run_sync(lambda: Scorer.load(
-                settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch))
+                settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
+                spin=settings.ort_spin))
         except BundleError as exc:  # `serve` repeats this after uvicorn's traceback, as the last line
             app.state.startup_error = str(exc)
             raise

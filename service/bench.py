@@ -134,10 +134,10 @@ def _notes(res: dict[str, Any]) -> list[str]:
         notes.append(f"WARNING: other processes on this machine were busy during the run (up to {noise:.2f} of "
                      f"{meta['cpu_count']} cores, during {where}); the figures are disturbed: re-run on an idle "
                      "machine before drawing conclusions.")
-    for key in ("service_error", "torch_error"):
+    for key in ("service_error", "torch_error", "batch_error"):
         if res.get(key):
-            notes.append(f"{key.split('_')[0]} section NOT measured: {res[key].splitlines()[0]} (see the server log "
-                         f"in the output directory)")
+            notes.append(f"{key.split('_')[0]} section NOT measured: {res[key].splitlines()[0]} (details in "
+                         "bench.json and the server logs in the output directory)")
     svc = {r["concurrency"]: r for r in res.get("service") or []}
     top = svc.get(32) or (svc[max(svc)] if svc else None)
     if top:
@@ -165,7 +165,8 @@ def _notes(res: dict[str, Any]) -> list[str]:
 def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, meta: Any, threads: int,
                   records: list[dict[str, Any]], pool: list[str], texts_file: Path, duration: float,
                   warmup: float, batch_rows: int, quick: bool) -> None:
-    """The four sections, in order; a server that cannot start is recorded, not fatal."""
+    """The four sections, in order; a section that fails (a server that cannot start, a CLI run
+    killed from outside) is recorded as not measured, and the others still run."""
     _log(f"[1/4] raw ONNX Runtime, {len(pool)} distinct messages in the pool")
     raw_n, lat_n = (384, 100) if quick else (1024, 300)
     res["raw"] = raw_ort(bundle, sample_texts(pool, raw_n, args.seed), sample_texts(pool, lat_n, args.seed + 1),
@@ -199,8 +200,13 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
         from service.bench_batch import batch_section
 
         _log(f"[4/4] batch CLI on {batch_rows:,} and {batch_rows * args.batch_scale:,} rows")
-        res["batch"] = batch_section(bundle, records, batch_rows, args.batch_scale, res["raw"]["best_batch_size"],
-                                     lambda texts, b: raw_throughput(bundle, threads, texts, b), seed=args.seed)
+        try:
+            res["batch"] = batch_section(bundle, records, batch_rows, args.batch_scale,
+                                         res["raw"]["best_batch_size"],
+                                         lambda texts, b: raw_throughput(bundle, threads, texts, b), seed=args.seed)
+        except RuntimeError as exc:  # e.g. the CLI was killed from outside: keep the other figures
+            _log(f"  batch section failed, reported as not measured: {exc}")
+            res["batch_error"] = str(exc)
 
 
 def _interrupt(signum: int, _frame: object) -> None:

@@ -94,7 +94,8 @@ def run_cli(bundle: Path, inp: Path, out: Path, batch_size: int) -> dict[str, An
     other = max(0.0, system_busy_seconds() - busy0 - (_children_cpu() - kids0)) / seconds
     err = err_bytes.decode(errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{err[-2000:]}")
+        own = err.split("\tCommand being timed:")[0].strip()  # the CLI's own stderr, without time's report
+        raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {own[-1500:]}")
     m_rss, m_sum = _MAXRSS.search(err), _SUMMARY.search(err)
     rss_mb = int(m_rss.group(1)) / 1024 if m_rss else peak[0] / 2**20
     rows = int(m_sum.group(1)) if m_sum else None

@@ -27,6 +27,8 @@ class Settings:
     max_wait_ms: float = 0.0
     max_queue: int = 2048
     ort_threads: int = 0
+    #: let ORT worker threads busy-wait between ops (faster alone, slower beside the event loop)
+    ort_spin: bool = False
     api_keys: frozenset[str] = field(default_factory=frozenset)
     priority_config: Path | None = None
     timezone: str | None = None
@@ -58,7 +60,7 @@ class Settings:
         env = os.environ if env is None else env
         conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
                 "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
-                "ort_threads": int, "priority_config": Path, "timezone": str, "log_texts": _bool,
+                "ort_threads": int, "ort_spin": _bool, "priority_config": Path, "timezone": str, "log_texts": _bool,
                 "log_level": str, "workers": int, "graceful_timeout_s": float, "read_timeout_s": float,
                 "keep_alive_s": float}
         values: dict[str, object] = {}

@@ -124,3 +124,17 @@ def test_serving_path_imports_no_torch() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_length_chunks_bound_padding_and_cover_every_row() -> None:
+    from model.scorer import length_chunks
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 129, size=500).tolist()
+    order = np.argsort(lengths, kind="stable")
+    chunks = length_chunks(order, lengths, 32)
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(500))
+    for c in chunks:
+        real = sum(lengths[i] for i in c)
+        assert len(c) <= 32
+        assert len(c) == 1 or max(lengths[i] for i in c) * len(c) <= 1.25 * real
