@@ -146,15 +146,16 @@ def _notes(res: dict[str, Any]) -> list[str]:
                      f"{(top.get('server_cpu_cores') or 0):.2f} cores and the load generator "
                      f"{top['client_cpu_cores']:.2f}, so HTTP figures understate a server with dedicated cores.")
     if meta["quantization"] in ("none", "fp32"):
-        notes.append("fp32 bundle: the int8 production bundle is faster; absolute figures here are lower.")
+        notes.append("fp32 bundle (quantization: none): int8 did not pass the bundle's agreement gate, so every "
+                     "figure here is for fp32 weights.")
     if res.get("torch"):
         notes.append("torch pipeline: converted e5 backbone with a RANDOM 5-way head (meaningless outputs, "
                      "valid for speed only); one request = one pipeline call in a worker thread, no batching; "
                      f"torch threads = {meta['cpu_count']}; same truncation (max_length) and e5 prefix.")
     notes.append("raw ORT latency = `Scorer.predict([text])` in-process; service latency adds HTTP, JSON, "
                  "language id, priority rules and the load generator's own overhead.")
-    notes.append("raw ORT sorts each call's messages by token length before batching; the service batches "
-                 "in arrival order, which pads more.")
+    notes.append("raw ORT sorts a whole call's messages by token length before forming batches; the service "
+                 "can only sort the messages that are queued together, so its batches pad somewhat more.")
     if res.get("batch"):
         notes.append("batch CLI rows/s use wall time from process start to exit (interpreter start-up, model "
                      "load, reading, language id, priority, writing and final assembly included); the raw ORT "
