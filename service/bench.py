@@ -129,6 +129,8 @@ def load_levels(name: str, cmd: list[str], port: int, levels: list[int], texts_f
 
 def _notes(res: dict[str, Any]) -> list[str]:
     meta, notes = res["meta"], []
+    if res.get("interrupted"):
+        notes.append("INTERRUPTED (SIGINT/SIGTERM): only the sections finished before that are reported.")
     noise, where = outside_noise(res)
     if noise > 0.2:
         notes.append(f"WARNING: other processes on this machine were busy during the run (up to {noise:.2f} of "
@@ -246,12 +248,15 @@ def main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ct-bench-"))
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: servers stop, files go
+    status = 0
     try:
         _run_sections(args, res, bundle, meta, settings.ort_threads, records, pool,
                       write_texts_json(work / "texts.json", pool), duration, warmup, batch_rows, quick)
     except KeyboardInterrupt:
-        print("complaint-triage bench: interrupted; servers stopped, temporary files removed", file=sys.stderr)
-        return 130
+        _log("complaint-triage bench: interrupted; servers stopped, temporary files removed; "
+             "reporting the sections finished so far")
+        res["interrupted"] = True
+        status = 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
@@ -261,4 +266,4 @@ def main(args: argparse.Namespace) -> int:
     jpath, mpath = write(args.out, res, checks, markdown)
     print(markdown)
     _log(f"wrote {jpath} and {mpath}")
-    return 0
+    return status
