@@ -46,7 +46,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-concurrency", default="1,32", help="torch-pipeline concurrency levels")
     p.add_argument("--batch-rows", type=int, default=None, help="batch CLI rows N (default 200000; --quick 20000)")
     p.add_argument("--batch-scale", type=int, default=5, help="also run the CLI on N×this rows for peak RSS")
+    p.add_argument("--no-service", action="store_true", help="skip the HTTP service section")
     p.add_argument("--no-batch", action="store_true", help="skip the batch CLI section")
+    p.add_argument("--raw-sample", type=int, default=20_000,
+                   help="raw-ORT comparison for the batch CLI on this many of its messages, drawn uniformly "
+                        "(0 = all of them)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch pipeline section")
     p.add_argument("--torch-backbone", default="multilingual-e5-small", help="backbone for the torch pipeline")
     p.add_argument("--seed", type=int, default=0)
@@ -175,14 +179,17 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
     res["raw"] = raw_ort(bundle, sample_texts(pool, raw_n, args.seed), sample_texts(pool, lat_n, args.seed + 1),
                          threads)
 
-    _log("[2/4] the real server (complaint-triage serve) under the load generator")
-    port = free_port()
-    try:
-        res["service"] = load_levels("service", service_cmd(bundle, port), port, _levels(args.concurrency),
-                                     texts_file, args.out / "server.log", duration, warmup, args.seed)
-    except RuntimeError as exc:
-        _log(f"  service section failed, reported as not measured: {exc}")
-        res["service_error"] = str(exc)
+    if args.no_service:
+        _log("[2/4] service: skipped (--no-service)")
+    else:
+        _log("[2/4] the real server (complaint-triage serve) under the load generator")
+        port = free_port()
+        try:
+            res["service"] = load_levels("service", service_cmd(bundle, port), port, _levels(args.concurrency),
+                                         texts_file, args.out / "server.log", duration, warmup, args.seed)
+        except RuntimeError as exc:
+            _log(f"  service section failed, reported as not measured: {exc}")
+            res["service_error"] = str(exc)
 
     if args.no_torch:
         _log("[3/4] torch pipeline: skipped (--no-torch)")
@@ -206,7 +213,8 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
         try:
             res["batch"] = batch_section(bundle, records, batch_rows, args.batch_scale,
                                          res["raw"]["best_batch_size"],
-                                         lambda texts, b: raw_throughput(bundle, threads, texts, b), seed=args.seed)
+                                         lambda texts, b: raw_throughput(bundle, threads, texts, b), seed=args.seed,
+                                         raw_sample=args.raw_sample)
         except RuntimeError as exc:  # e.g. the CLI was killed from outside: keep the other figures
             _log(f"  batch section failed, reported as not measured: {exc}")
             res["batch_error"] = str(exc)

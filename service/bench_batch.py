@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import resource
 import shutil
@@ -108,8 +109,11 @@ def run_cli(bundle: Path, inp: Path, out: Path, batch_size: int) -> dict[str, An
 
 
 def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale: int, batch_size: int,
-                  raw_throughput: Callable[[list[str], int], float], seed: int = 0) -> dict[str, Any]:
-    """CLI at ``rows`` (+ raw ORT on the same texts) and at ``scale × rows`` (memory only)."""
+                  raw_throughput: Callable[[list[str], int], float], seed: int = 0,
+                  raw_sample: int = 0) -> dict[str, Any]:
+    """CLI at ``rows`` (+ raw ORT on the same texts, or on ``raw_sample`` of them drawn uniformly:
+    a rate, so a large uniform sample measures the same thing in a tenth of the time) and at
+    ``scale × rows`` (memory only)."""
     work = Path(tempfile.mkdtemp(prefix="ct-bench-batch-"))
     try:
         inp, out = work / "messages.jsonl", work / "scored.jsonl"
@@ -118,7 +122,10 @@ def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale:
         print(f"  complaint-triage score on {rows:,} rows (batch size {batch_size})", file=sys.stderr)
         small = run_cli(bundle, inp, out, batch_size)
         print(f"    {small['rows_per_s']:.1f} rows/s, peak RSS {small['peak_rss_mb']:.0f} MB", file=sys.stderr)
-        print(f"  raw ORT on the same {rows:,} messages (batch size {batch_size})", file=sys.stderr)
+        if 0 < raw_sample < len(texts):
+            texts = random.Random(seed + 2).sample(texts, raw_sample)
+        print(f"  raw ORT on {len(texts):,} of the same messages (batch size {batch_size})", file=sys.stderr)
+        raw_n = len(texts)
         raw = raw_throughput(texts, batch_size)
         del texts
         big = None
@@ -130,7 +137,7 @@ def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale:
             big = run_cli(bundle, inp, out, batch_size)
             print(f"    {big['rows_per_s']:.1f} rows/s, peak RSS {big['peak_rss_mb']:.0f} MB", file=sys.stderr)
         return {"rows": rows, "scale": scale, "batch_size": batch_size, "cli": small, "cli_scaled": big,
-                "raw_ort_msgs_per_s": raw, "ratio_vs_raw": small["rows_per_s"] / raw if raw else None,
+                "raw_ort_msgs_per_s": raw, "raw_ort_messages": raw_n, "ratio_vs_raw": small["rows_per_s"] / raw if raw else None,
                 "rss_growth": big["peak_rss_mb"] / small["peak_rss_mb"] - 1 if big else None}
     finally:
         shutil.rmtree(work, ignore_errors=True)

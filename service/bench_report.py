@@ -107,7 +107,9 @@ def table(res: dict[str, Any]) -> str:
                         f"incl. start-up; CPU cores: CLI {_f(c.get('cli_cpu_cores'), 2)}, "
                         f"other processes {_f(c.get('other_cpu_cores'), 2)} |")
         if key == "cli" and batch.get("raw_ort_msgs_per_s"):
-            rows.append(f"| raw ORT (in-process) | same {_f(batch['rows'])} msgs, batch {batch['batch_size']} "
+            n = batch.get("raw_ort_messages") or batch["rows"]
+            which = f"same {_f(n)} msgs" if n == batch["rows"] else f"{_f(n)} of the same msgs (uniform sample)"
+            rows.append(f"| raw ORT (in-process) | {which}, batch {batch['batch_size']} "
                         f"| {_f(batch['raw_ort_msgs_per_s'])} | – | – | – | – | model load excluded |")
     return "\n".join([head, *rows])
 
