@@ -24,7 +24,7 @@ import msgspec
 
 from model.bundle import BundleError
 from service.batch_io import FORMATS, FinalWriter, count_rows, detect_format, encode_records, read_rows
-from service.batch_rows import Columns
+from service.batch_rows import Columns, error_kind
 
 PART = re.compile(r"part-(\d{12})-(\d{12})\.jsonl$")
 
@@ -51,11 +51,18 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--actors", type=int, default=2, help="Ray: scorer actors")
     p.add_argument("--cpus-per-actor", type=int, default=1, help="Ray: CPUs (and ORT threads) per actor")
+    p.add_argument("--read-rows", type=int, default=65_536, help="Ray: rows per read task")
 
 
 def columns_from(args: argparse.Namespace) -> Columns:
     names = {k: getattr(args, f"col_{k}") for k in asdict(Columns()) if k != "keep"}
-    keep = tuple(c.strip() for c in args.keep.split(",") if c.strip())
+    keep = tuple(dict.fromkeys(c.strip() for c in args.keep.split(",") if c.strip()))
+    from service.schemas import Result
+
+    taken = sorted(set(keep) & ({"row", "error"} | set(Result.__struct_fields__)))
+    if taken:
+        raise ValueError(f"--keep {','.join(taken)}: already output column(s) of the scoring contract; "
+                         "rename the input column, or drop it from --keep (the input id is always kept as 'id')")
     return Columns(**names, keep=keep)
 
 
@@ -136,7 +143,7 @@ def _count(data: bytes, counts: Counter[str]) -> None:
     dec = msgspec.json.Decoder(_ErrorOnly)
     for line in data.splitlines():
         err = dec.decode(line).error
-        counts["ok" if err is None else _error_kind(err)] += 1
+        counts["ok" if err is None else error_kind(err)] += 1
 
 
 def assemble(store: PartStore, out: str, fmt: str, keep: tuple[str, ...]) -> Counter[str]:
@@ -180,10 +187,6 @@ def _summary(counts: Counter[str], rows: int, seconds: float, out: str) -> None:
             print(f"  {n:>8}  {reason}", file=sys.stderr)
 
 
-def _error_kind(reason: str) -> str:
-    return re.sub(r",? (got|has) .*$|: .*$", "", reason).strip()
-
-
 def run_local(args: argparse.Namespace, cols: Columns, in_fmt: str, store: PartStore,
               scorer: Any, prio: Any) -> int:
     """Score the rows not yet in the store, one durable part per chunk."""
@@ -192,8 +195,8 @@ def run_local(args: argparse.Namespace, cols: Columns, in_fmt: str, store: PartS
     from service.batch_rows import score_rows
 
     done = store.done_rows()
-    total = count_rows(args.input, in_fmt)
     show = not args.quiet and sys.stderr.isatty()
+    total = count_rows(args.input, in_fmt) if show else None  # only the progress bar's ETA needs it
     with tqdm(total=total, initial=done, unit="row", disable=not show, dynamic_ncols=True, smoothing=0.1) as bar:
         for first, chunk in chunked(read_rows(args.input, in_fmt, skip=done), args.chunk_rows, done):
             records = score_rows(scorer, prio, chunk, cols, args.max_text_chars)

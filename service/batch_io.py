@@ -13,6 +13,11 @@ import msgspec
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
 
 FORMATS = ("jsonl", "csv", "parquet")
+
+
+class InputError(OSError):
+    """The input cannot be read as the format it claims (a fatal problem, not a bad row)."""
+
 _encode = msgspec.json.Encoder().encode
 csv.field_size_limit(64 * 1024 * 1024)
 
@@ -57,10 +62,14 @@ def _jsonl(fh: BinaryIO, skip: int) -> Iterator[bytes]:
 
 def _csv(path: str, skip: int) -> Iterator[dict[str, Any]]:
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:  # -sig: Excel writes a BOM
-        for i, row in enumerate(csv.DictReader(fh)):
-            if i >= skip:
-                row.pop(None, None)  # extra fields of a malformed line
-                yield row
+        i = 0
+        try:
+            for i, row in enumerate(csv.DictReader(fh)):  # noqa: B007 (i is reported on error)
+                if i >= skip:
+                    row.pop(None, None)  # extra fields of a malformed line
+                    yield row
+        except csv.Error as exc:  # e.g. a cell over the field size limit: the reader cannot go on
+            raise InputError(f"{path}: CSV cannot be parsed after row {i}: {exc}") from exc
 
 
 def _parquet(path: str, skip: int, batch: int) -> Iterator[dict[str, Any]]:

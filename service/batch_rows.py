@@ -4,6 +4,8 @@ per-row error), score a chunk, and produce output records identical to the HTTP 
 from __future__ import annotations
 
 import math
+import re
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
@@ -12,12 +14,12 @@ import msgspec
 
 from model.scorer import Scorer
 from service.priority import PriorityConfig
-from service.schemas import Author, Message
+from service.schemas import MAX_COUNT, MAX_ID_CHARS, MAX_PRIOR_CONTACTS, Author, Channel, Message
 from service.triage import build_results
 
 _json = msgspec.json.Decoder()
 _to_builtins = msgspec.to_builtins
-CHANNELS = ("twitter", "facebook", "instagram", "email", "chat", "sms", "review", "phone_transcript", "other")
+CHANNELS: tuple[str, ...] = typing.get_args(Channel)
 
 
 @dataclass(frozen=True)
@@ -36,24 +38,36 @@ class Columns:
 
 
 class RowError(ValueError):
-    """This row cannot be scored; the message is the reason written to the output."""
+    """This row cannot be scored; the message is the reason written to the output.
+
+    Reasons read ``<kind>`` or ``<kind>: <detail>`` or ``<kind>, got <value>``, so the end-of-job
+    summary can group them by kind (:func:`error_kind`)."""
+
+
+def error_kind(reason: str) -> str:
+    """The part of a reason that names the kind of problem, without the row's own values."""
+    return re.sub(r",? got .*$|: .*$", "", reason, flags=re.S).strip()
 
 
 def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v == ""
 
 
-def _int(v: Any, name: str) -> int | None:
+def _int(v: Any, name: str, limit: int) -> int | None:
+    """An integer in [0, limit] (the HTTP contract's bounds); integral floats and numeric strings
+    (CSV cells, pandas-written columns) are accepted."""
     if _missing(v):
         return None
+    bad = RowError(f"{name} must be an integer from 0 to {limit}, got {v!r}")
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise RowError(f"{name} must be a non-negative integer, got {v!r}")
+        raise bad
     try:
-        n = int(float(v)) if isinstance(v, str) else int(v)
+        f = float(v) if isinstance(v, str) else v
+        n = int(f)
     except (ValueError, OverflowError) as exc:
-        raise RowError(f"{name} must be a non-negative integer, got {v!r}") from exc
-    if n < 0 or (isinstance(v, float) and v != n):
-        raise RowError(f"{name} must be a non-negative integer, got {v!r}")
+        raise bad from exc
+    if not 0 <= n <= limit or f != n:
+        raise bad
     return n
 
 
@@ -91,16 +105,20 @@ def to_message(row: dict[str, Any], cols: Columns, max_chars: int) -> Message:
     if not text.strip():
         raise RowError("text is empty or whitespace")
     if len(text) > max_chars:
-        raise RowError(f"text has {len(text)} characters; the limit is {max_chars}")
+        raise RowError(f"text too long: {len(text)} characters, the limit is {max_chars}")
     channel = row.get(cols.channel)
     channel = None if _missing(channel) else str(channel).strip().lower()
     if channel is not None and channel not in CHANNELS:
-        raise RowError(f"unknown channel {channel!r} (allowed: {', '.join(CHANNELS)})")
-    followers, verified = _int(row.get(cols.followers), "author followers"), _bool(row.get(cols.verified), "verified")
+        raise RowError(f"unknown channel: {channel!r} (allowed: {', '.join(CHANNELS)})")
+    rid = row_id(row, cols)
+    if rid is not None and len(rid) > MAX_ID_CHARS:
+        raise RowError(f"id too long: {len(rid)} characters, the limit is {MAX_ID_CHARS}")
+    followers = _int(row.get(cols.followers), "author followers", MAX_COUNT)
+    verified = _bool(row.get(cols.verified), "verified")
     author = Author(followers=followers, verified=verified) if followers is not None or verified is not None else None
-    return Message(text=text, id=row_id(row, cols), channel=channel, author=author,  # type: ignore[arg-type]
+    return Message(text=text, id=rid, channel=channel, author=author,  # type: ignore[arg-type]
                    promoted=bool(_bool(row.get(cols.promoted), "promoted")),
-                   prior_contacts=_int(row.get(cols.prior_contacts), "prior_contacts") or 0,
+                   prior_contacts=_int(row.get(cols.prior_contacts), "prior_contacts", MAX_PRIOR_CONTACTS) or 0,
                    created_at=_when(row.get(cols.created_at)))
 
 
@@ -116,7 +134,7 @@ def decode_line(line: bytes) -> dict[str, Any]:
     except msgspec.DecodeError as exc:
         raise RowError(f"undecodable line: {exc}") from exc
     if not isinstance(obj, dict):
-        raise RowError(f"line is not a JSON object but {type(obj).__name__}")
+        raise RowError(f"line is not a JSON object, got {type(obj).__name__}")
     return obj
 
 

@@ -8,7 +8,10 @@ from typing import Annotated, Literal
 import msgspec
 
 Channel = Literal["twitter", "facebook", "instagram", "email", "chat", "sms", "review", "phone_transcript", "other"]
-Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+MAX_COUNT = 1_000_000_000  # followers
+MAX_PRIOR_CONTACTS = 10_000
+MAX_ID_CHARS = 256
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 
 
 class Author(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -22,11 +25,11 @@ class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One incoming customer message."""
 
     text: str
-    id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    id: Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None = None
     channel: Channel | None = None
     author: Author | None = None
     promoted: bool = False
-    prior_contacts: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    prior_contacts: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIOR_CONTACTS)] = 0
     created_at: datetime | None = None
 
 

@@ -312,10 +312,10 @@ def test_bad_rows_become_error_records(tiny_bundle: Path, tmp_path: Path, capsys
         3: ("e3", "text is empty or whitespace"),
         4: (None, "undecodable line: "),
         5: (None, "undecodable line: "),
-        6: (None, "line is not a JSON object but list"),
-        7: ("e7", "author followers must be a non-negative integer, got -5"),
+        6: (None, "line is not a JSON object, got list"),
+        7: ("e7", "author followers must be an integer from 0 to 1000000000, got -5"),
         8: ("e8", "created_at must be ISO 8601, got 'yesterday'"),
-        9: ("e9", "unknown channel 'pigeon'"),
+        9: ("e9", "unknown channel: 'pigeon' (allowed: twitter,"),
         10: ("e10", "missing text (column 'text')"),
     }
     for row, (rid, reason) in expected.items():
@@ -352,6 +352,62 @@ def test_bad_metadata_in_csv(tiny_bundle: Path, tmp_path: Path, capsys: pytest.C
 
 
 # --------------------------------------------------------------------------------------------- fatal errors
+
+
+BOUNDARY_ROWS = [  # (row, valid?) at and just past every bound of the HTTP contract
+    ({"id": "x" * 256, "text": "hi"}, True), ({"id": "x" * 257, "text": "hi"}, False),
+    ({"text": "hi", "author": {"followers": 1_000_000_000}}, True),
+    ({"text": "hi", "author": {"followers": 1_000_000_001}}, False),
+    ({"text": "hi", "author": {"followers": -1}}, False),
+    ({"text": "hi", "prior_contacts": 10_000}, True), ({"text": "hi", "prior_contacts": 10_001}, False),
+    ({"text": "hi", "prior_contacts": -1}, False),
+    ({"text": "hi", "channel": "sms"}, True), ({"text": "hi", "channel": "fax"}, False),
+    ({"text": "hi", "created_at": "2026-03-07T23:10:00+00:00"}, True),
+    ({"text": "hi", "created_at": "last tuesday"}, False),
+]
+
+
+def test_batch_accepts_exactly_what_http_accepts(tiny_bundle: Path, tmp_path: Path) -> None:
+    """One contract: a row at a bound scores in both paths, a row past it is refused in both."""
+    http_ok = []
+    for row, _ in BOUNDARY_ROWS:
+        try:
+            msgspec.convert(row, Message)
+            http_ok.append(True)
+        except msgspec.ValidationError:
+            http_ok.append(False)
+    assert http_ok == [ok for _, ok in BOUNDARY_ROWS]  # the table itself matches the HTTP schema
+    flat = [{**{k: v for k, v in row.items() if k != "author"},
+             **({"author_followers": row["author"]["followers"]} if "author" in row else {})}
+            for row, _ in BOUNDARY_ROWS]
+    src, out = write_jsonl(tmp_path / "in.jsonl", flat), tmp_path / "out.jsonl"
+    assert score("--input", src, "--output", out, "--model", tiny_bundle) == 0
+    recs = read_jsonl(out)
+    assert [r["error"] is None for r in recs] == http_ok, [r["error"] for r in recs]
+
+
+def test_error_summary_groups_by_kind_not_by_value(tiny_bundle: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"text": "hi", "channel": c} for c in ("fax", "pigeon", "telex")]
+    rows += [{"text": "x" * n} for n in (101, 150)] + [{"text": "hi", "prior_contacts": n} for n in (-3, 20_000)]
+    src, out = write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl"
+    assert score("--input", src, "--output", out, "--model", tiny_bundle, "--max-text-chars", "100") == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^\s+3\s+unknown channel$", err, re.M), err
+    assert re.search(r"^\s+2\s+text too long$", err, re.M), err
+    assert re.search(r"^\s+2\s+prior_contacts must be an integer from 0 to 10000$", err, re.M), err
+
+
+@pytest.mark.parametrize("keep", ["severity", "priority,region", "error", "row"])
+def test_keep_refuses_contract_column_names(keep: str, tiny_bundle: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(3, seed=2))
+    out = tmp_path / "out.jsonl"
+    before = sorted(tmp_path.iterdir())
+    assert score("--input", src, "--output", out, "--model", tiny_bundle, "--keep", keep) == 1
+    err = capsys.readouterr().err
+    assert "already output column(s) of the scoring contract" in err and keep.split(",")[0] in err, err
+    assert sorted(tmp_path.iterdir()) == before
 
 
 @pytest.mark.parametrize("case", ["missing-input", "no-bundle", "corrupt-bundle", "input-ext", "output-ext"])
@@ -629,6 +685,122 @@ def test_ray_engine_equals_local(tiny_bundle: Path, tmp_path: Path, monkeypatch:
             assert [r["row"] for r in outs["ray"]] == list(range(n))
             assert_same_records(outs["ray"], outs["local"])
             assert sum(r["error"] is not None for r in outs["ray"]) == (4 if src == jsonl else 1)
+        capsys.readouterr()
+    finally:
+        ray.shutdown()
+
+
+# --------------------------------------------------------------------------------------------- Ray read plan
+
+
+def _awkward_text_files(tmp_path: Path) -> dict[str, Path]:
+    """JSONL and CSV with everything that breaks naive splitting: blank lines, CRLF, a BOM,
+    U+2028 inside strings, invalid UTF-8, quoted newlines and bare CRs inside CSV cells."""
+    rows = make_rows(40, seed=33, max_words=12)
+    jsonl = write_jsonl(tmp_path / "awk.jsonl", rows)
+    with open(jsonl, "ab") as fh:
+        fh.write(b"\n\r\n{not json\n\xff\xfe not utf-8\n" + '{"text": "a\u2028b"}\r\n'.encode() + b"   \n")
+        fh.write(b'{"id": "tail", "text": "no newline at the end"}')
+    csv_path = tmp_path / "awk.csv"
+    body = io.StringIO(newline="")
+    w = csv.writer(body, lineterminator="\r\n")
+    w.writerow(["id", "text", "tag"])
+    for i, r in enumerate(rows):
+        w.writerow([r["id"], r["text"] + ("\nsecond line\rthird" if i % 5 == 0 else ""), f"t{i}"])
+        if i % 9 == 0:
+            body.write("\r\n")  # a blank line is not a row
+    body.write("x1,too,many,fields\r\nshort\r\n")
+    csv_path.write_bytes(b"\xef\xbb\xbf" + body.getvalue().encode() + b"\xff bad byte,\"q\"\r\n")
+    return {"jsonl": jsonl, "csv": csv_path, "parquet": write_parquet(tmp_path / "awk.parquet", rows)}
+
+
+def _plan_rows(path: Path, fmt: str, skip: int, block: int) -> list[Any]:
+    """Rows as the Ray read tasks produce them, in plan order, normalised like the local reader's."""
+    from service.ray_engine import ROW_COL, _read_row_groups, _read_text_range, plan_read
+
+    plan = plan_read(str(path), fmt, skip, block)
+    out: list[Any] = []
+    for item in plan:
+        assert item["first_row"] == skip + len(out)  # every task knows where its rows start
+        if fmt == "parquet":
+            out += _read_row_groups(pa.Table.from_pylist([item])).to_pylist()
+        else:
+            got = [r[ROW_COL] for r in _read_text_range(item)]
+            out += got if fmt == "jsonl" else [msgspec.json.decode(b) for b in got]
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_ray_read_plan_yields_exactly_the_local_readers_rows(fmt: str, tmp_path: Path) -> None:
+    from service.batch_io import read_rows
+
+    path = _awkward_text_files(tmp_path)[fmt]
+    everything = list(read_rows(str(path), fmt))
+    n = len(everything)
+    assert n >= 40
+    for skip in (0, 1, 6, 7, 8, 23, n - 1, n, n + 5):
+        want = list(read_rows(str(path), fmt, skip=skip))
+        assert want == everything[skip:]
+        for block in (1, 3, 7, 50, 100_000):
+            assert _plan_rows(path, fmt, skip, block) == want, (skip, block)
+
+
+def test_unparsable_csv_is_a_clear_fatal_error_in_both_engines(tiny_bundle: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from service.batch_io import InputError, read_rows
+    from service.ray_engine import plan_read
+
+    src = tmp_path / "bad.csv"
+    src.write_text("id,text\n1,ok\n2,\"" + "x" * 80 + "\"\n3,ok\n", encoding="utf-8")
+    limit = csv.field_size_limit(50)  # a cell over the csv module's limit stops any CSV reader
+    try:
+        with pytest.raises(InputError, match="CSV cannot be parsed after row 0: field larger than field limit"):
+            list(read_rows(str(src), "csv"))
+        with pytest.raises(InputError, match="CSV cannot be parsed near byte 13: field larger"):
+            plan_read(str(src), "csv", 0, 10)
+        assert score("--input", src, "--output", tmp_path / "out.jsonl", "--model", tiny_bundle, "--quiet") == 1
+        assert "CSV cannot be parsed" in capsys.readouterr().err
+    finally:
+        csv.field_size_limit(limit)
+
+
+def test_ray_engine_resumes_interrupted_runs(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ray run killed mid-job, re-run, continues after its last part (and a local run can be
+    finished on Ray): one row per input row, equal to an uninterrupted local run."""
+    pytest.importorskip("ray")
+    import ray
+
+    import service.batch
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    files = _awkward_text_files(tmp_path)
+    common = ("--model", tiny_bundle, "--chunk-rows", 8, "--read-rows", 13, "--actors", 1, "--cpus-per-actor", 1,
+              "--quiet")
+    real_add = service.batch.PartStore.add
+    try:
+        for fmt, first_engine in (("jsonl", "ray"), ("csv", "ray"), ("parquet", "local")):
+            src = files[fmt]
+            want = tmp_path / f"{fmt}-want.jsonl"
+            assert score("--input", src, "--output", want, *common) == 0
+            out = tmp_path / f"{fmt}-out.jsonl"
+            calls = []
+
+            def add(self: Any, start: int, records: list[dict[str, Any]], calls: list[int] = calls) -> None:
+                if len(calls) == 2:
+                    raise KeyboardInterrupt
+                calls.append(start)
+                real_add(self, start, records)
+
+            monkeypatch.setattr(service.batch.PartStore, "add", add)
+            assert score("--input", src, "--output", out, "--engine", first_engine, *common) == 130
+            monkeypatch.setattr(service.batch.PartStore, "add", real_add)
+            parts = sorted(p.name for p in (tmp_path / f"{out.name}.partial").glob("part-*"))
+            assert parts == ["part-000000000000-000000000008.jsonl", "part-000000000008-000000000016.jsonl"]
+            assert score("--input", src, "--output", out, "--engine", "ray", *common) == 0
+            got, ref = read_jsonl(out), read_jsonl(want)
+            assert [r["row"] for r in got] == list(range(len(ref)))
+            assert_same_records(got, ref)
         capsys.readouterr()
     finally:
         ray.shutdown()
