@@ -9,6 +9,9 @@ holds exactly one row per input row.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import json
 import os
 import re
@@ -205,6 +208,15 @@ def run_local(args: argparse.Namespace, cols: Columns, in_fmt: str, store: PartS
     return store.done_rows()
 
 
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc keeps it otherwise: measured,
+    a freed fp32 bundle left RSS at 456 MB instead of 73 MB until ``malloc_trim``)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # musl or another libc: nothing to trim
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def main(args: argparse.Namespace) -> int:
     """Exit 0 on success (error rows included), 1 on a fatal problem, 130 when interrupted."""
     from model.scorer import Scorer
@@ -229,9 +241,15 @@ def main(args: argparse.Namespace) -> int:
         if args.engine == "ray":
             from service.ray_engine import run_ray
 
+            del scorer  # the bundle is checked; every actor loads its own copy
+            release_memory()
             rows = run_ray(args, cols, in_fmt, store)
         else:
             rows = run_local(args, cols, in_fmt, store, scorer, prio)
+            # free the model (weights + ORT arena) before assembling the final file, so the peak is
+            # the larger of scoring and assembly, not their sum
+            del scorer
+            release_memory()
     except KeyboardInterrupt:
         print(f"\ninterrupted after {store.done_rows()} rows; re-run the same command to resume",
               file=sys.stderr)

@@ -122,6 +122,13 @@ def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale:
         print(f"  complaint-triage score on {rows:,} rows (batch size {batch_size})", file=sys.stderr)
         small = run_cli(bundle, inp, out, batch_size)
         print(f"    {small['rows_per_s']:.1f} rows/s, peak RSS {small['peak_rss_mb']:.0f} MB", file=sys.stderr)
+        assembly = None
+        if scale > 1:
+            from service.bench_assembly import measure
+
+            print(f"  final-file assembly alone, per output format, {rows:,} vs {rows * scale:,} rows",
+                  file=sys.stderr)
+            assembly = measure(out, rows, scale)
         if 0 < raw_sample < len(texts):
             texts = random.Random(seed + 2).sample(texts, raw_sample)
         print(f"  raw ORT on {len(texts):,} of the same messages (batch size {batch_size})", file=sys.stderr)
@@ -137,7 +144,7 @@ def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale:
             big = run_cli(bundle, inp, out, batch_size)
             print(f"    {big['rows_per_s']:.1f} rows/s, peak RSS {big['peak_rss_mb']:.0f} MB", file=sys.stderr)
         return {"rows": rows, "scale": scale, "batch_size": batch_size, "cli": small, "cli_scaled": big,
-                "raw_ort_msgs_per_s": raw, "raw_ort_messages": raw_n, "ratio_vs_raw": small["rows_per_s"] / raw if raw else None,
+                "raw_ort_msgs_per_s": raw, "raw_ort_messages": raw_n, "assembly": assembly, "ratio_vs_raw": small["rows_per_s"] / raw if raw else None,
                 "rss_growth": big["peak_rss_mb"] / small["peak_rss_mb"] - 1 if big else None}
     finally:
         shutil.rmtree(work, ignore_errors=True)

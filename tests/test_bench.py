@@ -1,0 +1,51 @@
+"""Benchmark plumbing that can be checked without timing anything: the assembly-memory harness
+runs the real writers and counts every row; the report turns figures into targets correctly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.bench_report import render, table, targets
+from service.cli import main as cli_main
+from tests.test_batch import make_rows, write_jsonl
+
+
+def test_assembly_harness_writes_every_row_in_every_format(tiny_bundle: Path, tmp_path: Path) -> None:
+    from service.bench_assembly import measure
+
+    src, scored = write_jsonl(tmp_path / "in.jsonl", make_rows(40, seed=5)), tmp_path / "scored.jsonl"
+    assert cli_main(["score", "--input", str(src), "--output", str(scored), "--model", str(tiny_bundle),
+                     "--quiet"]) == 0
+    res = measure(scored, rows=70, scale=3, chunk_rows=32)  # 70 = 2 full parts + a short one
+    assert [(r["format"], r["rows"]) for r in res] == [(f, n) for f in ("jsonl", "csv", "parquet") for n in (70, 210)]
+    for r in res:
+        assert r["rows_out"] == r["rows"] and r["output_mb"] > 0 and r["peak_rss_mb"] >= r["rss_before_mb"]
+    assert not list(Path(tmp_path).glob("*.partial"))
+
+
+def _result(assembly_added: tuple[float, float]) -> dict[str, Any]:
+    cli = {"rows": 200_000, "rows_per_s": 135.0, "peak_rss_mb": 1040.0, "errors": 0, "seconds": 1480.0}
+    big = {**cli, "rows": 1_000_000, "peak_rss_mb": 1050.0}
+    asm = [{"format": "parquet", "rows": n, "added_mb": a, "rss_before_mb": 84.0, "peak_rss_mb": 84.0 + a,
+            "output_mb": 10.0, "rows_out": n} for n, a in zip((200_000, 1_000_000), assembly_added)]
+    return {"meta": {"started_at": "t", "bundle": "b", "model": "m", "quantization": "none", "cpu_count": 2,
+                     "onnxruntime": "x", "duration_s": 1.0, "warmup_s": 1.0, "quick": False},
+            "raw": {"batches": [], "best_batch_size": 8},
+            "batch": {"rows": 200_000, "scale": 5, "batch_size": 8, "cli": cli, "cli_scaled": big,
+                      "raw_ort_msgs_per_s": 140.0, "raw_ort_messages": 20_000, "ratio_vs_raw": 135 / 140,
+                      "rss_growth": 1050 / 1040 - 1, "assembly": asm}}
+
+
+@pytest.mark.parametrize(("added", "status"), [((113.0, 112.8), "PASS"), ((113.0, 400.0), "MISS")])
+def test_report_judges_assembly_and_batch_targets(added: tuple[float, float], status: str) -> None:
+    res = _result(added)
+    checks = {t.name.split(" (")[0]: t for t in targets(res)}
+    assert checks["final-file assembly memory flat"].status == status
+    assert checks["batch CLI ≥ 90% of raw ORT"].status == "PASS"  # 135 vs 140 = 96 %
+    assert checks["batch peak RSS flat"].status == "PASS"
+    md = render(res, targets(res))
+    assert "20,000 of the same msgs (uniform sample)" in table(res)
+    assert "| final-file assembly | parquet, 1,000,000 rows |" in md
