@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from service.bench_data import write_messages_jsonl
 from service.bench_load import system_busy_seconds
 from service.bench_server import child_env
@@ -108,6 +110,26 @@ def run_cli(bundle: Path, inp: Path, out: Path, batch_size: int) -> dict[str, An
             "command": " ".join(cmd)}
 
 
+class _RowAndError(msgspec.Struct):
+    row: int
+    error: str | None = None
+
+
+def verify_output(out: Path, rows: int) -> dict[str, Any]:
+    """Stream the CLI's output: exactly one record per input row, numbered 0 … rows − 1 in order."""
+    dec = msgspec.json.Decoder(_RowAndError)
+    n = errors = 0
+    in_order = True
+    with open(out, "rb") as fh:
+        for line in fh:
+            rec = dec.decode(line)
+            in_order &= rec.row == n
+            errors += rec.error is not None
+            n += 1
+    return {"rows_out": n, "rows_in": rows, "in_order": in_order, "error_rows": errors,
+            "one_per_input_row": in_order and n == rows}
+
+
 def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale: int, batch_size: int,
                   raw_throughput: Callable[[list[str], int], float], seed: int = 0,
                   raw_sample: int = 0) -> dict[str, Any]:
@@ -121,6 +143,7 @@ def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale:
         texts = write_messages_jsonl(inp, records, rows, seed)
         print(f"  complaint-triage score on {rows:,} rows (batch size {batch_size})", file=sys.stderr)
         small = run_cli(bundle, inp, out, batch_size)
+        small["output_check"] = verify_output(out, rows)
         print(f"    {small['rows_per_s']:.1f} rows/s, peak RSS {small['peak_rss_mb']:.0f} MB", file=sys.stderr)
         assembly = None
         if scale > 1:
@@ -142,6 +165,7 @@ def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale:
             print(f"  writing {rows * scale:,} messages; complaint-triage score on them", file=sys.stderr)
             write_messages_jsonl(inp, records, rows * scale, seed + 1)
             big = run_cli(bundle, inp, out, batch_size)
+            big["output_check"] = verify_output(out, rows * scale)
             print(f"    {big['rows_per_s']:.1f} rows/s, peak RSS {big['peak_rss_mb']:.0f} MB", file=sys.stderr)
         return {"rows": rows, "scale": scale, "batch_size": batch_size, "cli": small, "cli_scaled": big,
                 "raw_ort_msgs_per_s": raw, "raw_ort_messages": raw_n, "assembly": assembly, "ratio_vs_raw": small["rows_per_s"] / raw if raw else None,

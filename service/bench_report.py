@@ -75,6 +75,11 @@ def targets(res: dict[str, Any]) -> list[Target]:
                           abs(g) <= 0.15, f"{_f(big['peak_rss_mb'], 0)} vs {_f(small['peak_rss_mb'], 0)} MB = {g:+.1%}"))
     else:
         out.append(_check("batch peak RSS flat (±15%)", None, "not measured"))
+    checked = [batch[k]["output_check"] for k in ("cli", "cli_scaled") if (batch.get(k) or {}).get("output_check")]
+    if checked:
+        out.append(_check("batch output: one row per input row, in order", all(c["one_per_input_row"] for c in checked),
+                          ", ".join(f"{_f(c['rows_out'])} of {_f(c['rows_in'])} rows"
+                                    f"{'' if c['in_order'] else ' (out of order)'}" for c in checked)))
     asm = batch.get("assembly") or []
     if asm:
         worst = max(asm, key=lambda r: r["added_mb"])
@@ -87,6 +92,16 @@ def targets(res: dict[str, Any]) -> list[Target]:
                           ", ".join(f"{f} {g:+.0f} MB" for f, g in growth.items())
                           + f"; largest: {worst['format']} +{worst['added_mb']:.0f} MB"))
     return out
+
+
+def _output_note(cli: dict[str, Any]) -> str:
+    chk = cli.get("output_check")
+    if not chk:
+        return ""
+    if chk["one_per_input_row"]:
+        return f"output checked: {_f(chk['rows_out'])} rows, one per input row, in order; "
+    return (f"OUTPUT WRONG: {_f(chk['rows_out'])} rows for {_f(chk['rows_in'])} input rows"
+            f"{'' if chk['in_order'] else ', out of order'}; ")
 
 
 def table(res: dict[str, Any]) -> str:
@@ -117,7 +132,7 @@ def table(res: dict[str, Any]) -> str:
         c = batch.get(key)
         if c:
             rows.append(f"| batch CLI (`score`) | {_f(c['rows'] or 0)} rows | {_f(c['rows_per_s'])} | – | – | – "
-                        f"| {_f(c['errors'])} | peak RSS {_f(c['peak_rss_mb'], 0)} MB; {_f(c['seconds'])} s wall "
+                        f"| {_f(c['errors'])} | {_output_note(c)}peak RSS {_f(c['peak_rss_mb'], 0)} MB; {_f(c['seconds'])} s wall "
                         f"incl. start-up; CPU cores: CLI {_f(c.get('cli_cpu_cores'), 2)}, "
                         f"other processes {_f(c.get('other_cpu_cores'), 2)} |")
         if key == "cli_scaled":

@@ -3,6 +3,7 @@ runs the real writers and counts every row; the report turns figures into target
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,11 @@ def test_assembly_harness_writes_every_row_in_every_format(tiny_bundle: Path, tm
 
 
 def _result(assembly_added: tuple[float, float]) -> dict[str, Any]:
-    cli = {"rows": 200_000, "rows_per_s": 135.0, "peak_rss_mb": 1040.0, "errors": 0, "seconds": 1480.0}
-    big = {**cli, "rows": 1_000_000, "peak_rss_mb": 1050.0}
+    check = {"rows_out": 200_000, "rows_in": 200_000, "in_order": True, "error_rows": 0, "one_per_input_row": True}
+    cli = {"rows": 200_000, "rows_per_s": 135.0, "peak_rss_mb": 1040.0, "errors": 0, "seconds": 1480.0,
+           "output_check": check}
+    big = {**cli, "rows": 1_000_000, "peak_rss_mb": 1050.0,
+           "output_check": {**check, "rows_out": 999_999, "rows_in": 1_000_000, "one_per_input_row": False}}
     asm = [{"format": "parquet", "rows": n, "added_mb": a, "rss_before_mb": 84.0, "peak_rss_mb": 84.0 + a,
             "output_mb": 10.0, "rows_out": n} for n, a in zip((200_000, 1_000_000), assembly_added)]
     return {"meta": {"started_at": "t", "bundle": "b", "model": "m", "quantization": "none", "cpu_count": 2,
@@ -46,6 +50,24 @@ def test_report_judges_assembly_and_batch_targets(added: tuple[float, float], st
     assert checks["final-file assembly memory flat"].status == status
     assert checks["batch CLI ≥ 90% of raw ORT"].status == "PASS"  # 135 vs 140 = 96 %
     assert checks["batch peak RSS flat"].status == "PASS"
+    assert checks["batch output: one row per input row, in order"].status == "MISS"  # 999,999 of 1,000,000
     md = render(res, targets(res))
     assert "20,000 of the same msgs (uniform sample)" in table(res)
     assert "| final-file assembly | parquet, 1,000,000 rows |" in md
+    assert "OUTPUT WRONG: 999,999 rows for 1,000,000 input rows" in md
+
+
+def test_output_check_catches_lost_duplicated_and_reordered_rows(tmp_path: Path) -> None:
+    from service.bench_batch import verify_output
+
+    def check(rows: list[int]) -> dict[str, Any]:
+        path = tmp_path / "out.jsonl"
+        path.write_text("".join(json.dumps({"row": r, "id": "x", "error": None if r % 3 else "bad"}) + "\n"
+                                for r in rows))
+        return verify_output(path, 6)
+
+    assert check([0, 1, 2, 3, 4, 5]) == {"rows_out": 6, "rows_in": 6, "in_order": True, "error_rows": 2,
+                                          "one_per_input_row": True}
+    assert not check([0, 1, 2, 3, 4])["one_per_input_row"]  # lost
+    assert not check([0, 1, 2, 2, 3, 4, 5])["one_per_input_row"]  # duplicated
+    assert not check([0, 2, 1, 3, 4, 5])["in_order"]  # reordered
