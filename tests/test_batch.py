@@ -620,7 +620,10 @@ def test_sigint_exits_130_and_the_same_command_resumes(resume_job: dict[str, Any
     out = tmp_path / "out.jsonl"
     partial = tmp_path / "out.jsonl.partial"
     cmd = _cmd(resume_job, tiny_bundle, out)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # a shell that started this test run in the background (`make test &`) ignores SIGINT, and
+    # children inherit that; Python then installs no KeyboardInterrupt handler. Reset it.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_new_part(proc, partial, 0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
