@@ -41,6 +41,18 @@ class BundleMeta:
     pad_id: int
     labels: dict[str, list[str]]
     followup_threshold: float = 0.5
+    #: is_complaint = P(severity != none) >= this; calibrated on validation (one threshold for
+    #: is_complaint, the severity decision and the priority gate)
+    complaint_threshold: float = 0.5
+    #: temperature per head ("severity", "private_followup", "sentiment"), fitted on validation;
+    #: logits are divided by it before softmax/sigmoid (1.0 = uncalibrated)
+    temperatures: dict[str, float] = field(default_factory=dict)
+    #: share of complaints (severity != none) in the training data: the prior that a deployment
+    #: with a different complaint rate corrects for (see model.decisions.shift_complaint_prior)
+    complaint_rate: float = 0.0
+    #: deployment complaint rate chosen at train time (0 = none): the scorer applies the prior
+    #: correction by default; a serving setting may override it
+    complaint_prior: float = 0.0
     quantization: str = "none"
     created_at: str = ""
     data_hash: str = ""
@@ -54,6 +66,16 @@ class BundleMeta:
     def __post_init__(self) -> None:
         if not 0.0 < self.followup_threshold < 1.0:
             raise BundleError(f"followup_threshold must be in (0, 1), got {self.followup_threshold}")
+        if not 0.0 < self.complaint_threshold < 1.0:
+            raise BundleError(f"complaint_threshold must be in (0, 1), got {self.complaint_threshold}")
+        if not 0.0 <= self.complaint_prior < 1.0:
+            raise BundleError(f"complaint_prior must be in [0, 1), got {self.complaint_prior}")
+        if not 0.0 <= self.complaint_rate < 1.0:
+            raise BundleError(f"complaint_rate must be in [0, 1), got {self.complaint_rate}")
+        bad = {k: v for k, v in self.temperatures.items()
+               if k not in ("severity", "private_followup", "sentiment") or not 0.05 <= float(v) <= 20.0}
+        if bad:
+            raise BundleError(f"temperatures must be per head and in [0.05, 20], got {bad}")
         if self.max_length < 8:
             raise BundleError(f"max_length must be >= 8, got {self.max_length}")
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from model.bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, BundleMeta, read_meta, verify_files
+from model.decisions import shift_complaint_prior
 from model.labels import ONNX_OUTPUTS, SENTIMENT_LABELS, SEVERITY_LABELS
 from model.text import TextEncoder
 
@@ -71,16 +72,24 @@ class Scorer:
     """A loaded bundle: tokenizer + ONNX session + metadata."""
 
     def __init__(self, bundle_dir: Path, meta: BundleMeta, session: ort.InferenceSession,
-                 encoder: TextEncoder, batch_size: int) -> None:
+                 encoder: TextEncoder, batch_size: int, complaint_prior: float | None = None) -> None:
         self.bundle_dir = bundle_dir
         self.meta = meta
         self.session = session
         self.encoder = encoder
         self.batch_size = batch_size
+        # a serving override wins over the prior chosen at train time; 0 / None = no correction
+        self.complaint_prior = complaint_prior if complaint_prior is not None else (meta.complaint_prior or None)
+        temps = meta.temperatures
+        self._temps = (float(temps.get("severity", 1.0)), float(temps.get("private_followup", 1.0)),
+                       float(temps.get("sentiment", 1.0)))
+        if self.complaint_prior is not None:  # fail at load, not on the first request
+            shift_complaint_prior(np.full((1, 5), 0.2), meta.complaint_rate, self.complaint_prior)
 
     @classmethod
     def load(cls, bundle_dir: str | Path, *, intra_op_threads: int = 0, inter_op_threads: int = 1,
-             batch_size: int = 32, verify: bool = True, spin: bool = True) -> Scorer:
+             batch_size: int = 32, verify: bool = True, spin: bool = True,
+             complaint_prior: float | None = None) -> Scorer:
         """Load and check a bundle; raises :class:`BundleError` with a clear reason."""
         bundle_dir = Path(bundle_dir)
         meta = read_meta(bundle_dir)
@@ -102,7 +111,7 @@ class Scorer:
                                             prefix=meta.prefix, pad_id=meta.pad_id)
         except Exception as exc:  # ORT raises its own exception types for broken graphs
             raise BundleError(f"bundle {bundle_dir}: cannot load model or tokenizer: {exc}") from exc
-        scorer = cls(bundle_dir, meta, session, encoder, batch_size)
+        scorer = cls(bundle_dir, meta, session, encoder, batch_size, complaint_prior)
         scorer._check_signature()
         return scorer
 
@@ -131,8 +140,10 @@ class Scorer:
         return self.session.run(list(ONNX_OUTPUTS), {"input_ids": enc.input_ids,
                                                       "attention_mask": enc.attention_mask})
 
-    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> Predictions:
-        """Score texts; batches are formed by token length to minimise padding."""
+    def logits(self, texts: Sequence[str], batch_size: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Raw head logits (severity [n, 5], follow-up [n], sentiment [n, 3]) and the truncation
+        flags, rows in input order; batches are formed by token length to minimise padding."""
         n = len(texts)
         size = batch_size or self.batch_size
         ids, truncated = self.encoder.token_ids(texts)
@@ -145,7 +156,15 @@ class Scorer:
             enc = self.encoder.pad([ids[i] for i in idx], [truncated[i] for i in idx])
             s, f, t = self.session.run(list(ONNX_OUTPUTS), {"input_ids": enc.input_ids,
                                                              "attention_mask": enc.attention_mask})
-            sev[idx] = softmax(s)
-            fol[idx] = sigmoid(f[:, 0])
-            sen[idx] = softmax(t)
-        return Predictions(sev, fol, sen, np.asarray(truncated, dtype=bool))
+            sev[idx], fol[idx], sen[idx] = s, f[:, 0], t
+        return sev, fol, sen, np.asarray(truncated, dtype=bool)
+
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> Predictions:
+        """Score texts: calibrated probabilities per head (temperatures from the bundle, then the
+        optional complaint-prior correction)."""
+        s, f, t, truncated = self.logits(texts, batch_size)
+        t_sev, t_fol, t_sen = self._temps  # temperature scaling fitted on validation
+        sev = softmax(s / t_sev)
+        if self.complaint_prior is not None:
+            sev = shift_complaint_prior(sev, self.meta.complaint_rate, self.complaint_prior)
+        return Predictions(sev, sigmoid(f / t_fol), softmax(t / t_sen), truncated)

@@ -78,7 +78,8 @@ def test_whole_pipeline_on_a_small_subset(tmp_path: Path, e5) -> None:  # type: 
     data = _subset(ROOT / "data" / "corpus", tmp_path / "corpus", 400, 1)
     challenge = _subset(ROOT / "data" / "challenge", tmp_path / "challenge", 40, 2)
     cfg = TrainConfig(data=(str(data),), challenge=str(challenge), output_dir=str(tmp_path / "bundle"),
-                      max_train_rows=96, epochs=1, batch_size=16, max_length=48, time_budget_s=120)
+                      max_train_rows=96, epochs=1, batch_size=16, max_length=48, time_budget_s=120,
+                      severity_loss="corn", bf16=True, freeze_layers=2, field_set=str(tmp_path / "no-field"))
     bundle = build(cfg)
     files = {p.name for p in bundle.iterdir()}
     assert {"model.onnx", "tokenizer.json", "bundle.json", "MODEL_CARD.md", "eval_report.json",
@@ -95,8 +96,17 @@ def test_whole_pipeline_on_a_small_subset(tmp_path: Path, e5) -> None:  # type: 
     assert "baseline_macro_f1" in m["evaluation"]["test"]
     assert meta.training_config["max_train_rows"] == 96 and meta.prefix == "query: " and meta.pad_id == 1
     assert 0 < meta.followup_threshold < 1 and len(meta.data_hash) == 64
+    # calibrated on validation: a temperature per head and one complaint threshold
+    assert set(meta.temperatures) == {"severity", "private_followup", "sentiment"}
+    assert 0 < meta.complaint_threshold < 1 and 0 < meta.complaint_rate < 1
+    ordinal = m["evaluation"]["test"]["severity_ordinal"]
+    assert ordinal["mae"] >= 0 and -1 <= ordinal["qwk"] <= 1 and 0 <= ordinal["complaint_macro_f1"] <= 1
     scorer = Scorer.load(bundle)
     preds = scorer.predict(["Where is my refund?!", "Danke, alles super!"])
-    np.testing.assert_allclose(preds.severity.sum(1), 1, atol=1e-9)
+    np.testing.assert_allclose(preds.severity.sum(1), 1, atol=1e-9)  # CORN log-probs → exact softmax
+    from model.decisions import decide
+
+    dec = decide(preds, meta)
+    assert ((dec.severity == 0) == ~dec.is_complaint).all()
     card = (bundle / "MODEL_CARD.md").read_text()
     assert meta.version in card and "macro-F1" in card

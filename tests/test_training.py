@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.calibrate import best_threshold, fit_temperature
 from training.config import ColumnMap, TrainConfig, add_config_args, config_from_args
 from training.data import MISSING, DataError, data_hash, load_examples, split_examples, split_of
-from training.evaluate import calibrate_threshold, evaluate
+from training.evaluate import evaluate
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -100,9 +101,19 @@ def test_masked_multitask_loss_ignores_missing_labels() -> None:
 def test_threshold_calibration_picks_best_f1() -> None:
     probs = np.array([0.1, 0.2, 0.35, 0.4, 0.6, 0.7, 0.9, 0.95])
     gold = [0, 0, 1, 1, 1, 1, 1, 1]
-    t = calibrate_threshold(probs, gold)
+    t = best_threshold(probs, np.array(gold))
     assert 0.2 < t <= 0.35
-    assert calibrate_threshold(probs, [MISSING] * 8) == 0.5
+    assert best_threshold(probs, np.array([1] * 8)) == 0.5  # one class: nothing to calibrate
+
+
+def test_temperature_scaling_undoes_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 600)
+    true_logits = rng.normal(size=(600, 3))
+    true_logits[np.arange(600), gold] += 1.0  # informative but far from certain
+    t = fit_temperature(true_logits * 4.0, gold)  # the same evidence, 4x overconfident
+    assert 2.5 < t < 6.0, t
+    assert fit_temperature(true_logits, [MISSING] * 600) == 1.0
 
 
 def test_evaluate_reports_per_head_and_language(tmp_path: Path) -> None:

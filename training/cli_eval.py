@@ -23,14 +23,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.data is None:
         splits = split_examples(load_examples(args.corpus))
         challenge = load_examples([args.challenge]) if Path(args.challenge).exists() else []
-        report = evaluate_bundle(args.bundle, splits["train"], {"test": splits["test"], "challenge": challenge})
+        field_dir = Path(getattr(args, "field", None) or "data/field")
+        field = load_examples([field_dir]) if field_dir.is_dir() and any(field_dir.glob("*.jsonl")) else []
+        report = evaluate_bundle(args.bundle, splits["train"], {"test": splits["test"], "challenge": challenge,
+                                                                "field": field})
         print(markdown_report(report))
         if args.output:
             args.output.write_text(json.dumps(report, indent=2) + "\n")
         return 0
     examples = load_examples(args.data, _columns(args))
     scorer = Scorer.load(args.bundle)
-    metrics = evaluate(examples, decisions(scorer.predict([e.text for e in examples]), scorer.meta.followup_threshold))
+    preds = scorer.predict([e.text for e in examples])
+    metrics = evaluate(examples, decisions(preds, scorer.meta.followup_threshold, scorer.meta.complaint_threshold),
+                       preds)
     print(f"{len(examples)} rows from {', '.join(args.data)}; macro-F1: " +
           ", ".join(f"{h} {v:.3f}" for h, v in summary(metrics).items()))
     for lang, row in metrics["per_language"].items():

@@ -32,6 +32,8 @@ class TrainConfig:
     data: tuple[str, ...] = ("data/corpus",)
     #: evaluation-only hard cases; skipped when the path does not exist
     challenge: str = "data/challenge"
+    #: field set written by people who never saw the corpus: evaluation only, never selection
+    field_set: str = "data/field"
     backbone: str = "multilingual-e5-small"
     output_dir: str = "artifacts/bundle"
     name: str = "complaint-triage"
@@ -45,6 +47,18 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     dropout: float = 0.1
     freeze_embeddings: bool = True
+    #: freeze the embeddings and the lowest N encoder layers (backward stops above them)
+    freeze_layers: int = 0
+    #: severity head: "softmax" (plain cross-entropy), "soft" (neighbour-smoothed targets) or
+    #: "corn" (conditional ordinal logits)
+    severity_loss: str = "softmax"
+    #: bf16 autocast for the encoder's forward/backward on CPU (needs avx512_bf16 or AMX to pay off)
+    bf16: bool = False
+    #: fit a temperature per head and the complaint threshold on the validation split
+    calibrate: bool = True
+    #: expected share of complaints where the model will be deployed (0 = as in training);
+    #: stored in the bundle and applied to P(severity) by Bayes' rule at scoring time
+    complaint_prior: float = 0.0
     patience: int = 1
     seed: int = 13
     #: stop training (keeping the best epoch) once this many seconds have passed
@@ -71,6 +85,9 @@ class TrainConfig:
             "time_budget_s": self.time_budget_s > 0,
             "max_train_rows": self.max_train_rows >= 0,
             "min_int8_agreement": 0 < self.min_int8_agreement <= 1,
+            "freeze_layers": 0 <= self.freeze_layers <= 48,
+            "severity_loss": self.severity_loss in ("softmax", "soft", "corn"),
+            "complaint_prior": 0 <= self.complaint_prior < 1,
             "loss_weights": len(self.loss_weights) == 3 and all(w >= 0 for w in self.loss_weights),
         }
         bad = [k for k, ok in checks.items() if not ok]

@@ -8,8 +8,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+)
 
+from model.decisions import decide_arrays
 from model.labels import FOLLOWUP_LABELS, SENTIMENT_LABELS, SEVERITY_LABELS
 from model.scorer import Predictions
 from training.data import MISSING, Example
@@ -17,22 +25,11 @@ from training.data import MISSING, Example
 HEAD_LABELS = {"severity": SEVERITY_LABELS, "private_followup": FOLLOWUP_LABELS, "sentiment": SENTIMENT_LABELS}
 
 
-def calibrate_threshold(probs: np.ndarray, gold: Sequence[int]) -> float:
-    """Follow-up threshold with the best F1 on labeled rows; ties go to the one nearest 0.5."""
-    gold_arr = np.asarray(gold)
-    keep = gold_arr != MISSING
-    if keep.sum() == 0 or len(set(gold_arr[keep])) < 2:
-        return 0.5
-    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    f1s = np.array([f1_score(gold_arr[keep], probs[keep] >= t, zero_division=0) for t in grid])
-    best = np.flatnonzero(f1s >= f1s.max() - 1e-9)
-    return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
-
-
-def decisions(preds: Predictions, threshold: float) -> dict[str, np.ndarray]:
-    """Predicted class index per head."""
-    return {"severity": preds.severity.argmax(1), "private_followup": (preds.followup >= threshold).astype(int),
-            "sentiment": preds.sentiment.argmax(1)}
+def decisions(preds: Predictions, threshold: float, complaint_threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Predicted class index per head, decided exactly as the service decides (model.decisions)."""
+    dec = decide_arrays(preds.severity, preds.followup, preds.sentiment, complaint_threshold, threshold)
+    return {"severity": dec.severity, "private_followup": dec.private_followup.astype(int),
+            "sentiment": dec.sentiment}
 
 
 def gold_labels(examples: Sequence[Example]) -> dict[str, np.ndarray]:
@@ -56,15 +53,39 @@ def head_metrics(gold: np.ndarray, pred: np.ndarray, labels: Sequence[str]) -> d
             "confusion": confusion_matrix(g, p, labels=ids).tolist()}
 
 
-def evaluate(examples: Sequence[Example], pred: dict[str, np.ndarray]) -> dict[str, Any]:
-    """All heads, overall and per language, plus severity-specific extras."""
+def _auc(gold: np.ndarray, score: np.ndarray) -> float | None:
+    return float(roc_auc_score(gold, score)) if len(set(gold.tolist())) == 2 else None
+
+
+def severity_extras(g: np.ndarray, p: np.ndarray, complaint_p: np.ndarray | None) -> dict[str, Any]:
+    """Ordinal and complaint-level measures: MAE in levels, quadratic-weighted κ, within-one,
+    complaint (severity != none) F1 / macro-F1 and, with probabilities, AUC."""
+    out: dict[str, Any] = {
+        "within_one": float(np.mean(np.abs(g - p) <= 1)),
+        "mae": float(np.mean(np.abs(g - p))),
+        "qwk": float(cohen_kappa_score(g, p, weights="quadratic")) if len(set(g.tolist()) | set(p.tolist())) > 1
+        else 0.0,
+        "complaint_f1": float(f1_score(g > 0, p > 0, zero_division=0)),
+        "complaint_macro_f1": float(f1_score(g > 0, p > 0, average="macro", zero_division=0)),
+        "complaint_rate": {"gold": float(np.mean(g > 0)), "predicted": float(np.mean(p > 0))},
+    }
+    if complaint_p is not None:
+        out["complaint_auc"] = _auc((g > 0).astype(int), complaint_p)
+    return out
+
+
+def evaluate(examples: Sequence[Example], pred: dict[str, np.ndarray],
+             probs: Predictions | None = None) -> dict[str, Any]:
+    """All heads, overall and per language, plus severity-specific extras (AUCs need ``probs``)."""
     gold = gold_labels(examples)
     out: dict[str, Any] = {h: head_metrics(gold[h], pred[h], HEAD_LABELS[h]) for h in HEAD_LABELS}
     sev_keep = gold["severity"] != MISSING
     if sev_keep.any():
-        g, p = gold["severity"][sev_keep], pred["severity"][sev_keep]
-        out["severity"]["within_one"] = float(np.mean(np.abs(g - p) <= 1))
-        out["severity"]["complaint_f1"] = float(f1_score(g > 0, p > 0, zero_division=0))
+        cp = None if probs is None else (1.0 - probs.severity[:, 0])[sev_keep]
+        out["severity"].update(severity_extras(gold["severity"][sev_keep], pred["severity"][sev_keep], cp))
+    fol_keep = gold["private_followup"] != MISSING
+    if probs is not None and fol_keep.any():
+        out["private_followup"]["auc"] = _auc(gold["private_followup"][fol_keep], probs.followup[fol_keep])
     by_lang: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         by_lang[ex.lang].append(i)
@@ -114,8 +135,9 @@ def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> tuple[
     return rows, float(ece)
 
 
-def plot_reliability(examples: Sequence[Example], preds: Predictions, path: Path) -> dict[str, float]:
-    """Reliability diagram for severity (top-class) and follow-up (positive-class); returns ECEs."""
+def plot_reliability(examples: Sequence[Example], preds: Predictions, path: Path,
+                     title: str = "Reliability (test split)") -> dict[str, float]:
+    """Reliability diagram per head: severity and sentiment top class, follow-up p(true); returns ECEs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,11 +145,17 @@ def plot_reliability(examples: Sequence[Example], preds: Predictions, path: Path
 
     gold = gold_labels(examples)
     sev_keep, fol_keep = gold["severity"] != MISSING, gold["private_followup"] != MISSING
+    sen_keep = gold["sentiment"] != MISSING
     series = {
         "severity (top class)": (preds.severity.max(1)[sev_keep],
                                  (preds.severity.argmax(1) == gold["severity"])[sev_keep].astype(float)),
+        "complaint (p(severity != none))": ((1 - preds.severity[:, 0])[sev_keep],
+                                            (gold["severity"] > 0)[sev_keep].astype(float)),
         "private follow-up (p(true))": (preds.followup[fol_keep], gold["private_followup"][fol_keep].astype(float)),
+        "sentiment (top class)": (preds.sentiment.max(1)[sen_keep],
+                                  (preds.sentiment.argmax(1) == gold["sentiment"])[sen_keep].astype(float)),
     }
+    series = {k: v for k, v in series.items() if len(v[0])}
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
     eces = {}
@@ -138,7 +166,7 @@ def plot_reliability(examples: Sequence[Example], preds: Predictions, path: Path
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.legend(fontsize=8)
-    ax.set_title("Reliability (test split)")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -166,10 +194,13 @@ class Baseline:
         x = self.features.fit_transform([e.text for e in examples])
         for head, gold in gold_labels(examples).items():
             keep = gold != MISSING
+            if len(set(gold[keep].tolist())) < 2:  # a head without (enough) labels is not trained
+                continue
             self.models[head] = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced",
                                                    random_state=self.seed).fit(x[keep], gold[keep])
         return self
 
     def predict(self, examples: Sequence[Example]) -> dict[str, np.ndarray]:
         x = self.features.transform([e.text for e in examples])
-        return {head: model.predict(x) for head, model in self.models.items()}
+        missing = np.full(len(examples), MISSING)
+        return {head: self.models[head].predict(x) if head in self.models else missing for head in HEAD_LABELS}

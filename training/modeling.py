@@ -9,16 +9,25 @@ from torch.nn import functional as F
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
 
 IGNORE = -1
+#: severity head variants: plain 5-way softmax; softmax trained on soft targets that give the
+#: neighbouring levels some mass; CORN (conditional ordinal: 4 binary "level > k" logits whose
+#: products give the 5 class probabilities, Shi et al. 2021)
+SEVERITY_LOSSES = ("softmax", "soft", "corn")
 
 
 class MultiTaskModel(nn.Module):
     """Encoder + mean pooling + severity (5-way), private follow-up (1 logit), sentiment (3-way)."""
 
-    def __init__(self, encoder: nn.Module, hidden_size: int, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: nn.Module, hidden_size: int, dropout: float = 0.1,
+                 severity_loss: str = "softmax") -> None:
         super().__init__()
+        if severity_loss not in SEVERITY_LOSSES:
+            raise ValueError(f"severity_loss must be one of {SEVERITY_LOSSES}, got {severity_loss!r}")
         self.encoder = encoder
+        self.severity_loss = severity_loss
         self.dropout = nn.Dropout(dropout)
-        self.severity = nn.Linear(hidden_size, len(SEVERITY_LABELS))
+        n_sev = len(SEVERITY_LABELS) - 1 if severity_loss == "corn" else len(SEVERITY_LABELS)
+        self.severity = nn.Linear(hidden_size, n_sev)
         self.followup = nn.Linear(hidden_size, 1)
         self.sentiment = nn.Linear(hidden_size, len(SENTIMENT_LABELS))
 
@@ -28,13 +37,66 @@ class MultiTaskModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         pooled = self.dropout(pooled)
-        return self.severity(pooled), self.followup(pooled), self.sentiment(pooled)
+        sev = self.severity(pooled)
+        if self.severity_loss == "corn" and not self.training:
+            # the exported graph emits log-probabilities, so softmax at serving time returns
+            # exactly the CORN class probabilities and the runtime needs no special case
+            sev = corn_log_probs(sev)
+        return sev, self.followup(pooled), self.sentiment(pooled)
 
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.severity.parameters(), *self.followup.parameters(), *self.sentiment.parameters()]
 
 
-def load_model(backbone_path: str, dropout: float, freeze_embeddings: bool) -> MultiTaskModel:
+def corn_log_probs(cond_logits: torch.Tensor) -> torch.Tensor:
+    """[n, K-1] conditional logits P(y > k | y > k-1) → [n, K] log class probabilities."""
+    cond = torch.sigmoid(cond_logits.float())
+    cols = [cond[:, :1]]
+    for k in range(1, cond.shape[1]):  # running product, unrolled: ONNX export has no cumprod
+        cols.append(cols[-1] * cond[:, k:k + 1])
+    above = torch.cat(cols, dim=1)  # P(y > k), k = 0..K-2
+    ones = above.new_ones((above.shape[0], 1))
+    zeros = above.new_zeros((above.shape[0], 1))
+    probs = torch.cat([ones, above], dim=1) - torch.cat([above, zeros], dim=1)
+    return torch.log(probs.clamp(min=1e-7))
+
+
+def corn_loss(cond_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CORN: for threshold k, rows with y >= k learn whether y > k (mean over the subsets)."""
+    total, terms = cond_logits.new_zeros(()), 0
+    for k in range(cond_logits.shape[1]):
+        rows = target >= k
+        if rows.any():
+            total = total + F.binary_cross_entropy_with_logits(cond_logits[rows, k], (target[rows] > k).float())
+            terms += 1
+    return total / max(terms, 1)
+
+
+def soft_targets(target: torch.Tensor, n_classes: int, neighbour: float = 0.1) -> torch.Tensor:
+    """One-hot targets with ``neighbour`` mass moved to each adjacent level (ordinal smoothing)."""
+    out = torch.zeros((target.shape[0], n_classes), device=target.device)
+    out[torch.arange(target.shape[0]), target] = 1.0
+    for shift in (-1, 1):
+        nb = target + shift
+        ok = (nb >= 0) & (nb < n_classes)
+        out[torch.arange(target.shape[0])[ok], nb[ok]] = neighbour
+        out[torch.arange(target.shape[0])[ok], target[ok]] -= neighbour
+    return out
+
+
+def severity_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Loss of the severity head on labeled rows (target != IGNORE)."""
+    keep = target != IGNORE
+    logits, target = logits[keep], target[keep]
+    if kind == "corn":
+        return corn_loss(logits, target)
+    if kind == "soft":
+        return -(soft_targets(target, logits.shape[1]) * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+    return F.cross_entropy(logits.float(), target)
+
+
+def load_model(backbone_path: str, dropout: float, freeze_embeddings: bool, severity_loss: str = "softmax",
+               freeze_layers: int = 0) -> MultiTaskModel:
     """Load a pretrained encoder directory and attach freshly initialised heads."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
@@ -45,17 +107,24 @@ def load_model(backbone_path: str, dropout: float, freeze_embeddings: bool) -> M
         # the 250k-row vocabulary matrix dominates parameters and optimizer time; freezing it
         # made steps ~3x faster at the same loss in trials on e5-small
         encoder.get_input_embeddings().weight.requires_grad_(False)
-    return MultiTaskModel(encoder, encoder.config.hidden_size, dropout)
+    if freeze_layers:
+        # no gradient flows below the first trainable layer, so backward skips the frozen ones
+        layers = encoder.encoder.layer
+        if freeze_layers > len(layers):
+            raise ValueError(f"freeze_layers={freeze_layers} but the backbone has {len(layers)} layers")
+        for module in [encoder.embeddings, *layers[:freeze_layers]]:
+            module.requires_grad_(False)
+    return MultiTaskModel(encoder, encoder.config.hidden_size, dropout, severity_loss)
 
 
 def multitask_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                    severity: torch.Tensor, followup: torch.Tensor, sentiment: torch.Tensor,
-                   weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
+                   weights: tuple[float, float, float] = (1.0, 1.0, 1.0), kind: str = "softmax") -> torch.Tensor:
     """Sum of the three head losses; rows whose label is -1 are ignored for that head."""
-    sev_logits, fol_logit, sen_logits = outputs
+    sev_logits, fol_logit, sen_logits = (o.float() for o in outputs)
     total = sev_logits.new_zeros(())
     if (severity != IGNORE).any():
-        total = total + weights[0] * F.cross_entropy(sev_logits, severity, ignore_index=IGNORE)
+        total = total + weights[0] * severity_loss(sev_logits, severity, kind)
     known = followup != IGNORE
     if known.any():
         total = total + weights[1] * F.binary_cross_entropy_with_logits(

@@ -18,9 +18,10 @@ from model.labels import labels_dict
 from model.scorer import Scorer
 from model.text import TextEncoder
 from training.backbone import resolve
+from training.calibrate import Calibration, calibrate
 from training.config import TrainConfig
-from training.data import Example, data_hash, expand_paths, load_examples, split_examples
-from training.evaluate import HEAD_LABELS, calibrate_threshold, decisions, gold_labels, head_metrics
+from training.data import MISSING, Example, data_hash, expand_paths, load_examples, split_examples
+from training.evaluate import HEAD_LABELS, decisions, gold_labels, head_metrics
 from training.report import evaluate_bundle
 
 
@@ -34,6 +35,29 @@ def peak_rss_mib() -> float:
 def load_challenge(cfg: TrainConfig) -> list[Example]:
     path = Path(cfg.challenge)
     return load_examples([path], cfg.columns) if path.exists() else []
+
+
+def load_field(cfg: TrainConfig) -> list[Example]:
+    path = Path(cfg.field_set)
+    return load_examples([path], cfg.columns) if path.exists() and any(path.glob("*.jsonl")) else []
+
+
+def complaint_rate(examples: Sequence[Example]) -> float:
+    """Share of severity-labelled rows that are complaints (the training prior)."""
+    sev = [e.severity for e in examples if e.severity != MISSING]
+    return round(sum(s > 0 for s in sev) / len(sev), 4) if sev else 0.0
+
+
+def _calibrate(cfg: TrainConfig, scorer: Scorer, val: Sequence[Example]) -> Calibration:
+    """Temperatures and thresholds from the validation split (identity when there is none)."""
+    if not val or not cfg.calibrate:
+        return Calibration({}, 0.5, 0.5)
+    sev, fol, sen, _ = scorer.logits([e.text for e in val])
+    calib = calibrate(sev, fol, sen, [e.severity for e in val], [e.followup for e in val],
+                      [e.sentiment for e in val])
+    print(f"calibration: temperatures {calib.temperatures}, complaint threshold {calib.complaint_threshold}, "
+          f"follow-up threshold {calib.followup_threshold}", flush=True)
+    return calib
 
 
 def compare_int8(fp32: Scorer, int8: Scorer, examples: Sequence[Example]) -> dict[str, Any]:
@@ -82,7 +106,7 @@ def build(cfg: TrainConfig) -> Path:
     print(f"data: {len(examples)} rows → " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)
     encoder = TextEncoder.from_file(str(backbone.tokenizer_json), max_length=cfg.max_length,
                                     prefix=backbone.prefix, pad_id=backbone.pad_id)
-    model = load_model(str(backbone.path), cfg.dropout, cfg.freeze_embeddings)
+    model = load_model(str(backbone.path), cfg.dropout, cfg.freeze_embeddings, cfg.severity_loss, cfg.freeze_layers)
     t1 = time.monotonic()
     result = train(model, encoder, train_set, splits["validation"], cfg)
     timings["train_s"] = time.monotonic() - t1
@@ -103,17 +127,19 @@ def build(cfg: TrainConfig) -> Path:
     meta = _meta(cfg, backbone, examples, splits, vocab_size)
     quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"])
     scorer = Scorer.load(work)
-    val = splits["validation"]
-    threshold = calibrate_threshold(scorer.predict([e.text for e in val]).followup,
-                                    [e.followup for e in val]) if val else 0.5
-    meta = dataclasses.replace(scorer.meta, followup_threshold=threshold, metrics={
+    calib = _calibrate(cfg, scorer, splits["validation"])
+    meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
+                               complaint_threshold=calib.complaint_threshold, temperatures=calib.temperatures,
+                               complaint_rate=complaint_rate(train_set), complaint_prior=cfg.complaint_prior,
+                               metrics={
         "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "steps": result.steps,
                      "stopped_by": result.stopped_by, "best_validation_mean_macro_f1": round(result.best_score, 4),
                      "history": result.history},
         "onnx_parity_max_abs_diff": parity, "quantization": quant})
     write_meta(work, meta)
     t3 = time.monotonic()
-    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_challenge(cfg)}, cfg.seed)
+    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_challenge(cfg),
+                                      "field": load_field(cfg)}, cfg.seed)
     timings["evaluate_s"] = time.monotonic() - t3
     timings["total_s"] = time.monotonic() - t0
     _finish(work, final, timings)

@@ -20,18 +20,29 @@ def summary(metrics: dict[str, Any]) -> dict[str, float]:
     return {h: round(float(metrics[h].get("macro_f1", 0.0)), 4) for h in HEADS}
 
 
+def ordinal_summary(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """Complaint-level and ordinal severity figures of one evaluation (rounded for the bundle)."""
+    sev, fol = metrics["severity"], metrics["private_followup"]
+    keys = ("complaint_macro_f1", "complaint_auc", "mae", "qwk", "within_one")
+    out = {k: None if sev.get(k) is None else round(float(sev[k]), 4) for k in keys}
+    out["followup_auc"] = None if fol.get("auc") is None else round(float(fol["auc"]), 4)
+    return out
+
+
 def evaluate_bundle(bundle_dir: Path, train: Sequence[Example], sets: dict[str, Sequence[Example]],
                     seed: int = 13) -> dict[str, Any]:
     """Score every evaluation set with the bundle and with the baseline; write report files."""
     scorer = Scorer.load(bundle_dir)
-    threshold = scorer.meta.followup_threshold
+    meta = scorer.meta
     baseline = Baseline(seed).fit(train) if train else None
-    report: dict[str, Any] = {"followup_threshold": threshold, "sets": {}}
+    report: dict[str, Any] = {"followup_threshold": meta.followup_threshold,
+                              "complaint_threshold": meta.complaint_threshold,
+                              "temperatures": meta.temperatures, "sets": {}}
     for name, examples in sets.items():
         if not examples:
             continue
         preds = scorer.predict([e.text for e in examples])
-        model_metrics = evaluate(examples, decisions(preds, threshold))
+        model_metrics = evaluate(examples, decisions(preds, meta.followup_threshold, meta.complaint_threshold), preds)
         entry: dict[str, Any] = {"n": len(examples), "model": model_metrics, "model_macro_f1": summary(model_metrics)}
         if baseline is not None:
             base_metrics = evaluate(examples, baseline.predict(examples))
@@ -39,13 +50,14 @@ def evaluate_bundle(bundle_dir: Path, train: Sequence[Example], sets: dict[str, 
             entry["baseline_macro_f1"] = summary(base_metrics)
         plot_confusions(model_metrics, f"{scorer.meta.name} {scorer.meta.version}: {name} split",
                         bundle_dir / f"confusion_{name}.png")
-        if name == "test":
-            entry["ece"] = plot_reliability(examples, preds, bundle_dir / "reliability_test.png")
+        entry["ece"] = plot_reliability(examples, preds, bundle_dir / f"reliability_{name}.png",
+                                        f"Reliability ({name})")
         report["sets"][name] = entry
     (bundle_dir / "eval_report.json").write_text(json.dumps(report, indent=2) + "\n")
     (bundle_dir / "eval_report.md").write_text(markdown_report(report) + "\n")
     meta = read_meta(bundle_dir)
-    metrics = {**meta.metrics, "evaluation": {k: {kk: v[kk] for kk in v if kk.endswith("macro_f1") or kk in ("n", "ece")}
+    metrics = {**meta.metrics, "evaluation": {k: {**{kk: v[kk] for kk in v if kk.endswith("macro_f1") or kk in ("n", "ece")},
+                                                  "severity_ordinal": ordinal_summary(v["model"])}
                                               for k, v in report["sets"].items()}}
     write_meta(bundle_dir, dataclasses.replace(meta, metrics=metrics))
     write_model_card(bundle_dir)
@@ -60,6 +72,13 @@ def markdown_report(report: dict[str, Any]) -> str:
             base = entry.get("baseline_macro_f1", {}).get(head)
             lines.append(f"| {name} | {entry['n']} | {head} | {entry['model_macro_f1'][head]:.3f} | "
                          f"{'' if base is None else f'{base:.3f}'} |")
+    lines += ["", "Complaint (severity != none) and ordinal severity, model:", "",
+              "| set | complaint macro-F1 | complaint AUC | severity MAE | severity QWK | within one | follow-up AUC |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, entry in report["sets"].items():
+        o = ordinal_summary(entry["model"])
+        lines.append(f"| {name} | " + " | ".join("" if o[k] is None else f"{o[k]:.3f}" for k in
+                     ("complaint_macro_f1", "complaint_auc", "mae", "qwk", "within_one", "followup_auc")) + " |")
     for name, entry in report["sets"].items():
         lines += ["", f"Per language ({name}, model macro-F1):", "",
                   "| lang | n | severity | private_followup | sentiment |", "|---|---:|---:|---:|---:|"]
@@ -83,7 +102,10 @@ from one fine-tuned encoder, served with ONNX Runtime.
 - Backbone: `{meta.backbone}`, max length {meta.max_length} tokens, prefix `{meta.prefix!r}`
 - Weights: {meta.quantization} (int8 kept only if it agrees with fp32 on ≥ 99.5 % of test decisions
   and loses ≤ 1 macro-F1 point per head): {json.dumps(m.get('quantization', {}))}
-- Private follow-up threshold: {meta.followup_threshold} (best F1 on the validation split)
+- Decision thresholds (calibrated on the validation split): complaint = P(severity != none) ≥
+  {meta.complaint_threshold}; private follow-up ≥ {meta.followup_threshold}; temperatures
+  {json.dumps(meta.temperatures)}; training complaint rate {meta.complaint_rate}, complaint prior
+  correction {meta.complaint_prior or 'off'}
 - Training data hash: `{meta.data_hash[:16]}…`, split sizes {json.dumps(meta.split.get('sizes', {}))}
 - Training: {json.dumps(m.get('training', {}))}
 - Created: {meta.created_at}
@@ -92,7 +114,7 @@ from one fine-tuned encoder, served with ONNX Runtime.
 
 {report}
 
-Confusion matrices: `confusion_test.png`, `confusion_challenge.png`; calibration: `reliability_test.png`.
+Confusion matrices: `confusion_<set>.png`; calibration per head: `reliability_<set>.png`.
 
 ## Intended use and limits
 

@@ -3,6 +3,7 @@ early stopping on the mean of the three heads' macro-F1, and a wall-clock budget
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import time
@@ -75,16 +76,20 @@ def predict_torch(model: MultiTaskModel, encoder: TextEncoder, texts: Sequence[s
         rows = order[start:start + batch_size]
         logits = model(*_inputs(encoder, [ids[i] for i in rows]))
         for out, lg in zip(outs, logits):
-            out[rows] = lg.numpy()
+            out[rows] = lg.float().numpy()
     return outs[0], outs[1], outs[2]
 
 
 def validation_score(model: MultiTaskModel, encoder: TextEncoder, examples: Sequence[Example]) -> dict[str, float]:
-    """Macro-F1 per head on labeled rows (follow-up at threshold 0.5) and their mean."""
+    """Macro-F1 per head on labeled rows (thresholds 0.5, as decided at serving) and their mean."""
+    from model.decisions import decide_arrays
+    from model.scorer import sigmoid, softmax
+
     sev, fol, sen = predict_torch(model, encoder, [e.text for e in examples])
+    dec = decide_arrays(softmax(sev), sigmoid(fol[:, 0]), softmax(sen), 0.5, 0.5)
     scores: dict[str, float] = {}
     for name, pred, gold in (
-        ("severity", sev.argmax(1), [e.severity for e in examples]),
+        ("severity", dec.severity, [e.severity for e in examples]),
         ("private_followup", (fol[:, 0] > 0).astype(int), [e.followup for e in examples]),
         ("sentiment", sen.argmax(1), [e.sentiment for e in examples]),
     ):
@@ -93,6 +98,11 @@ def validation_score(model: MultiTaskModel, encoder: TextEncoder, examples: Sequ
             scores[name] = float(f1_score(np.asarray(gold)[keep], pred[keep], average="macro"))
     scores["mean"] = float(np.mean(list(scores.values()))) if scores else 0.0
     return scores
+
+
+def autocast(enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """bf16 autocast on CPU when enabled (matmuls in bf16, reductions and the loss in fp32)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def _optimizer(model: MultiTaskModel, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -124,8 +134,10 @@ def train(model: MultiTaskModel, encoder: TextEncoder, train_set: Sequence[Examp
                    unit="batch", dynamic_ncols=True)
         running = 0.0
         for step, rows in enumerate(bar, 1):
-            loss = multitask_loss(model(*_inputs(encoder, [ids[i] for i in rows])),
-                                  *_labels(train_set, rows), weights=cfg.loss_weights)
+            with autocast(cfg.bf16):
+                outputs = model(*_inputs(encoder, [ids[i] for i in rows]))
+            loss = multitask_loss(outputs, *_labels(train_set, rows), weights=cfg.loss_weights,
+                                  kind=cfg.severity_loss)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
