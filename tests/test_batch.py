@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cli import main as cli_main
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
 from model.scorer import Scorer
-from service.cli import main as cli_main
-from service.priority import load_config
-from service.schemas import Author, Message
-from service.triage import score_messages
+from service.contract.priority import load_config
+from service.contract.schemas import Author, Message
+from service.contract.triage import score_messages
 from tests.conftest import ROOT
 from tests.helpers import copy_bundle
 
@@ -443,9 +443,9 @@ def test_fatal_problems_exit_nonzero_and_write_nothing(case: str, tiny_bundle: P
 
 def _counting_score_rows(monkeypatch: pytest.MonkeyPatch, interrupt_on_call: int | None) -> list[int]:
     """Wrap the per-chunk scorer: record each chunk's first row, optionally Ctrl-C on the k-th chunk."""
-    import service.batch_rows
+    import service.batch.rows
 
-    real, firsts = service.batch_rows.score_rows, []
+    real, firsts = service.batch.rows.score_rows, []
 
     def wrapper(scorer: Any, prio: Any, rows: Any, *a: Any) -> Any:
         if interrupt_on_call is not None and len(firsts) == interrupt_on_call:
@@ -453,7 +453,7 @@ def _counting_score_rows(monkeypatch: pytest.MonkeyPatch, interrupt_on_call: int
         firsts.append(rows[0][0])
         return real(scorer, prio, rows, *a)
 
-    monkeypatch.setattr(service.batch_rows, "score_rows", wrapper)
+    monkeypatch.setattr(service.batch.rows, "score_rows", wrapper)
     return firsts
 
 
@@ -562,7 +562,7 @@ def resume_job(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def _cmd(job: dict[str, Any], bundle: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "service.cli", "score", "--input", str(job["src"]), "--output", str(out),
+    return [sys.executable, "-m", "cli", "score", "--input", str(job["src"]), "--output", str(out),
             "--model", str(bundle), "--chunk-rows", "50", "--quiet"]
 
 
@@ -719,7 +719,7 @@ def _awkward_text_files(tmp_path: Path) -> dict[str, Path]:
 
 def _plan_rows(path: Path, fmt: str, skip: int, block: int) -> list[Any]:
     """Rows as the Ray read tasks produce them, in plan order, normalised like the local reader's."""
-    from service.ray_engine import ROW_COL, _read_row_groups, _read_text_range, plan_read
+    from service.batch.ray_engine import ROW_COL, _read_row_groups, _read_text_range, plan_read
 
     plan = plan_read(str(path), fmt, skip, block)
     out: list[Any] = []
@@ -735,7 +735,7 @@ def _plan_rows(path: Path, fmt: str, skip: int, block: int) -> list[Any]:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_ray_read_plan_yields_exactly_the_local_readers_rows(fmt: str, tmp_path: Path) -> None:
-    from service.batch_io import read_rows
+    from service.batch.formats import read_rows
 
     path = _awkward_text_files(tmp_path)[fmt]
     everything = list(read_rows(str(path), fmt))
@@ -750,8 +750,8 @@ def test_ray_read_plan_yields_exactly_the_local_readers_rows(fmt: str, tmp_path:
 
 def test_unparsable_csv_is_a_clear_fatal_error_in_both_engines(tiny_bundle: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from service.batch_io import InputError, read_rows
-    from service.ray_engine import plan_read
+    from service.batch.formats import InputError, read_rows
+    from service.batch.ray_engine import plan_read
 
     src = tmp_path / "bad.csv"
     src.write_text("id,text\n1,ok\n2,\"" + "x" * 80 + "\"\n3,ok\n", encoding="utf-8")
@@ -774,13 +774,13 @@ def test_ray_engine_resumes_interrupted_runs(tiny_bundle: Path, tmp_path: Path, 
     pytest.importorskip("ray")
     import ray
 
-    import service.batch
+    import service.batch.job
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     files = _awkward_text_files(tmp_path)
     common = ("--model", tiny_bundle, "--chunk-rows", 8, "--read-rows", 13, "--actors", 1, "--cpus-per-actor", 1,
               "--quiet")
-    real_add = service.batch.PartStore.add
+    real_add = service.batch.job.PartStore.add
     try:
         for fmt, first_engine in (("jsonl", "ray"), ("csv", "ray"), ("parquet", "local")):
             src = files[fmt]
@@ -795,9 +795,9 @@ def test_ray_engine_resumes_interrupted_runs(tiny_bundle: Path, tmp_path: Path, 
                 calls.append(start)
                 real_add(self, start, records)
 
-            monkeypatch.setattr(service.batch.PartStore, "add", add)
+            monkeypatch.setattr(service.batch.job.PartStore, "add", add)
             assert score("--input", src, "--output", out, "--engine", first_engine, *common) == 130
-            monkeypatch.setattr(service.batch.PartStore, "add", real_add)
+            monkeypatch.setattr(service.batch.job.PartStore, "add", real_add)
             parts = sorted(p.name for p in (tmp_path / f"{out.name}.partial").glob("part-*"))
             assert parts == ["part-000000000000-000000000008.jsonl", "part-000000000008-000000000016.jsonl"]
             assert score("--input", src, "--output", out, "--engine", "ray", *common) == 0

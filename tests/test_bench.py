@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from service.bench_report import render, table, targets
-from service.cli import main as cli_main
+from cli import main as cli_main
 from tests.test_batch import make_rows, write_jsonl
+from tools.bench_report import render, table, targets
 
 
 def test_assembly_harness_writes_every_row_in_every_format(tiny_bundle: Path, tmp_path: Path) -> None:
-    from service.bench_assembly import measure
+    from tools.bench_assembly import measure
 
     src, scored = write_jsonl(tmp_path / "in.jsonl", make_rows(40, seed=5)), tmp_path / "scored.jsonl"
     assert cli_main(["score", "--input", str(src), "--output", str(scored), "--model", str(tiny_bundle),
@@ -58,7 +58,7 @@ def test_report_judges_assembly_and_batch_targets(added: tuple[float, float], st
 
 
 def test_output_check_catches_lost_duplicated_and_reordered_rows(tmp_path: Path) -> None:
-    from service.bench_batch import verify_output
+    from tools.bench_batch import verify_output
 
     def check(rows: list[int]) -> dict[str, Any]:
         path = tmp_path / "out.jsonl"

@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.app import create_app
-from service.settings import Settings
+from service.api.app import create_app
+from service.api.settings import Settings
 
 EXAMPLES = int(os.environ.get("CT_FUZZ_EXAMPLES", "50"))
 # positive_data_acceptance: schema-valid bodies must score (200), so the published limits are the real ones.

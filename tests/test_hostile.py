@@ -1,4 +1,4 @@
-"""Hostile clients against a REAL server process (``python -m service.cli serve``) on loopback.
+"""Hostile clients against a REAL server process (``python -m cli serve``) on loopback.
 
 Raw sockets: invalid JSON, wrong content types, a gzip bomb, huge declared / actual / chunked bodies,
 deeply nested JSON, a 100k-message array, malformed HTTP, slow and stalled clients, hundreds of idle
@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.soak import ServerProcess
+from tools.soak import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -539,8 +539,8 @@ def test_api_key_guard_compares_every_key_with_compare_digest(tiny_bundle: Path,
 
     from litestar.testing import TestClient
 
-    from service import app as app_module
-    from service.settings import Settings
+    from service.api import app as app_module
+    from service.api.settings import Settings
 
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.priority import BusinessHours, PriorityConfig, Signals, load_config, priority
+from service.contract.priority import BusinessHours, PriorityConfig, Signals, load_config, priority
 
 CFG = load_config()
 CRITICAL = {"none": 0.02, "low": 0.02, "medium": 0.03, "high": 0.02, "critical": 0.91}

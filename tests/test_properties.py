@@ -23,9 +23,9 @@ from litestar.testing import TestClient
 
 from model.scorer import Scorer
 from model.text import normalize_text
-from service.app import TEXT_PATTERN, create_app
-from service.langid import detect_language
-from service.settings import Settings
+from service.api.app import TEXT_PATTERN, create_app
+from service.api.settings import Settings
+from service.contract.langid import detect_language
 
 EXAMPLES = int(os.environ.get("CT_PROP_EXAMPLES", "40"))  # raise for a longer local run
 PROPS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 100,

@@ -119,7 +119,7 @@ def test_labels_written_into_bundle(tiny_bundle: Path) -> None:
 
 
 def test_serving_path_imports_no_torch() -> None:
-    code = ("import sys, model.scorer, service.app, service.batch, service.batch_rows, service.cli;"
+    code = ("import sys, model.scorer, service.api.app, service.batch.job, service.batch.rows, cli;"
             "bad=[m for m in ('torch','transformers','datasets','sklearn') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

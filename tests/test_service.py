@@ -12,11 +12,11 @@ import pytest
 from litestar.testing import AsyncTestClient, TestClient
 
 from model.scorer import Scorer
-from service.app import create_app
-from service.priority import load_config
-from service.schemas import Message
-from service.settings import Settings
-from service.triage import score_messages
+from service.api.app import create_app
+from service.api.settings import Settings
+from service.contract.priority import load_config
+from service.contract.schemas import Message
+from service.contract.triage import score_messages
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_long_text_is_truncated_and_flagged(client: TestClient[Any]) -> None:
 def test_auth_on(settings: Settings, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# comment\nk-one\nk-two\n")
-    from service.settings import load_api_keys
+    from service.api.settings import load_api_keys
 
     secured = Settings(**{**settings.__dict__, "api_keys": load_api_keys({"CT_API_KEYS_FILE": str(keys)})})
     with TestClient(create_app(secured)) as c:
@@ -176,7 +176,7 @@ async def test_concurrent_requests_each_get_their_own_results(settings: Settings
 
 @pytest.mark.anyio
 async def test_full_queue_is_refused_at_once(scorer: Scorer) -> None:
-    from service.batcher import MicroBatcher, Overloaded
+    from service.api.batcher import MicroBatcher, Overloaded
 
     batcher = MicroBatcher(scorer.predict, max_batch=1, max_queue=16)
     batcher.start()

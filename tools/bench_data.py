@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
-# metadata the batch CLI reads (service.batch_rows.Columns defaults), copied into generated rows
+# metadata the batch CLI reads (service.batch.rows.Columns defaults), copied into generated rows
 META_FIELDS = ("channel", "author_followers", "verified", "promoted", "prior_contacts", "created_at")
 
 BUILTIN_TEXTS = (

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from model.scorer import Predictions
-from service import metrics
+from service.api import metrics
 
 
 class Overloaded(RuntimeError):

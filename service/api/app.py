@@ -27,12 +27,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from model.bundle import BundleError
 from model.labels import labels_dict
 from model.scorer import Scorer
-from service import metrics
-from service.batcher import MicroBatcher, Overloaded
-from service.priority import PriorityConfig, load_config
-from service.schemas import ErrorBody, ScoreRequest, ScoreResponse
-from service.settings import Settings
-from service.triage import build_results
+from service.api import metrics
+from service.api.batcher import MicroBatcher, Overloaded
+from service.api.settings import Settings
+from service.contract.priority import PriorityConfig, load_config
+from service.contract.schemas import ErrorBody, ScoreRequest, ScoreResponse
+from service.contract.triage import build_results
 
 log = logging.getLogger("complaint_triage")
 MODEL_HEADER = "X-Model-Version"

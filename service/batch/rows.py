@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import msgspec
 
 from model.scorer import Scorer
-from service.priority import PriorityConfig
-from service.schemas import MAX_COUNT, MAX_ID_CHARS, MAX_PRIOR_CONTACTS, Author, Channel, Message
-from service.triage import build_results
+from service.contract.priority import PriorityConfig
+from service.contract.schemas import MAX_COUNT, MAX_ID_CHARS, MAX_PRIOR_CONTACTS, Author, Channel, Message
+from service.contract.triage import build_results
 
 _json = msgspec.json.Decoder()
 _to_builtins = msgspec.to_builtins

@@ -23,9 +23,9 @@ from typing import Any
 
 import msgspec
 
-from service.bench_data import write_messages_jsonl
-from service.bench_load import system_busy_seconds
-from service.bench_server import child_env
+from tools.bench_data import write_messages_jsonl
+from tools.bench_load import system_busy_seconds
+from tools.bench_server import child_env
 
 GNU_TIME = Path("/usr/bin/time")
 _MAXRSS = re.compile(r"Maximum resident set size \(kbytes\):\s*(\d+)")
@@ -34,7 +34,7 @@ _SUMMARY = re.compile(r"scored (\d+) rows in .*?: (\d+) ok, (\d+) errors")
 
 def _score_cmd(bundle: Path, inp: Path, out: Path, batch_size: int) -> list[str]:
     exe = Path(sys.executable).with_name("complaint-triage")
-    head = [str(exe)] if exe.is_file() else [sys.executable, "-m", "service.cli"]
+    head = [str(exe)] if exe.is_file() else [sys.executable, "-m", "cli"]
     return [*head, "score", "--input", str(inp), "--output", str(out), "--model", str(bundle),
             "--batch-size", str(batch_size), "--quiet", "--restart"]
 
@@ -147,7 +147,7 @@ def batch_section(bundle: Path, records: list[dict[str, Any]], rows: int, scale:
         print(f"    {small['rows_per_s']:.1f} rows/s, peak RSS {small['peak_rss_mb']:.0f} MB", file=sys.stderr)
         assembly = None
         if scale > 1:
-            from service.bench_assembly import measure
+            from tools.bench_assembly import measure
 
             print(f"  final-file assembly alone, per output format, {rows:,} vs {rows * scale:,} rows",
                   file=sys.stderr)

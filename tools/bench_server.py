@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.bench_data import ROOT
-from service.settings import load_api_keys
+from service.api.settings import load_api_keys
+from tools.bench_data import ROOT
 
 HOST = "127.0.0.1"  # loopback only
 
@@ -131,19 +131,19 @@ def running(name: str, cmd: list[str], port: int, log: Path, *, env: dict[str, s
 
 def service_cmd(bundle: Path, port: int) -> list[str]:
     """The real server, exactly as ``complaint-triage serve`` runs it."""
-    return [sys.executable, "-m", "service.cli", "serve", "--model", str(bundle), "--host", HOST, "--port", str(port)]
+    return [sys.executable, "-m", "cli", "serve", "--model", str(bundle), "--host", HOST, "--port", str(port)]
 
 
 def torch_cmd(backbone: str, port: int, threads: int, max_length: int, prefix: str) -> list[str]:
     """The naive transformers-pipeline server (service/bench_torch_server.py)."""
-    return [sys.executable, "-m", "service.bench_torch_server", "--backbone", backbone, "--host", HOST,
+    return [sys.executable, "-m", "tools.bench_torch_server", "--backbone", backbone, "--host", HOST,
             "--port", str(port), "--threads", str(threads), "--max-length", str(max_length), "--prefix", prefix]
 
 
 def drive(server: Server, texts_file: Path, concurrency: int, duration: float, warmup: float,
           seed: int = 0) -> dict[str, Any]:
     """Run the load-generator process against ``server`` and return its JSON summary."""
-    cmd = [sys.executable, "-m", "service.bench_load", "--url", server.score_url, "--texts", str(texts_file),
+    cmd = [sys.executable, "-m", "tools.bench_load", "--url", server.score_url, "--texts", str(texts_file),
            "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup),
            "--server-pid", str(server.proc.pid), "--seed", str(seed)]
     out = subprocess.run(cmd, capture_output=True, env=child_env(), timeout=warmup + duration + 300, check=False)

@@ -23,8 +23,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from service.batch_io import InputError
-from service.batch_rows import Columns
+from service.batch.formats import InputError
+from service.batch.rows import Columns
 
 ROW_COL = "__raw"  # JSONL lines and CSV rows travel as opaque bytes, parsed by the scorer
 
@@ -35,7 +35,7 @@ class RayScorer:
     def __init__(self, bundle: str, threads: int, batch_size: int, cols: dict[str, Any], max_chars: int,
                  priority_config: str | None, timezone: str | None) -> None:
         from model.scorer import Scorer
-        from service.priority import load_config
+        from service.contract.priority import load_config
 
         self.scorer = Scorer.load(bundle, intra_op_threads=threads, batch_size=batch_size)
         self.priority = load_config(priority_config, timezone_name=timezone)
@@ -45,7 +45,7 @@ class RayScorer:
     def __call__(self, batch: Any) -> dict[str, Any]:
         import msgspec
 
-        from service.batch_rows import score_rows
+        from service.batch.rows import score_rows
 
         if ROW_COL in batch.column_names:  # JSONL line / CSV row as bytes: parsed per row, so a bad
             raws: list[Any] = batch.column(ROW_COL).to_pylist()  # one is one error record
@@ -60,7 +60,7 @@ class RayScorer:
 
 def _plan_lines(path: str, skip: int, block: int) -> list[dict[str, Any]]:
     """JSONL: byte ranges of ``block`` rows each, from the first row after ``skip``. Rows are the
-    non-blank lines, counted exactly as :func:`service.batch_io.read_rows` counts them."""
+    non-blank lines, counted exactly as :func:`service.batch.formats.read_rows` counts them."""
     plan: list[dict[str, Any]] = []
     rows = pos = 0
     start = None

@@ -7,7 +7,7 @@ but no micro-batching: every request runs the pipeline on its own, in a worker t
 e5 backbone with a *randomly initialised* 5-way head: its outputs are meaningless, which is fine
 for a speed comparison. Run only by the benchmark; torch is imported inside :func:`main`.
 
-``python -m service.bench_torch_server --port P [--backbone multilingual-e5-small] [--threads N]``
+``python -m tools.bench_torch_server --port P [--backbone multilingual-e5-small] [--threads N]``
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def make_app(classify: Classify) -> Callable[[Scope, Receive, Send], Awaitable[N
 def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
-    p = argparse.ArgumentParser(prog="python -m service.bench_torch_server", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_torch_server", description=__doc__.splitlines()[0])
     p.add_argument("--backbone", default="multilingual-e5-small")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)

@@ -6,7 +6,7 @@ uvicorn settings taken from :class:`Settings` (``CT_*``):
   in-flight requests finish (at most this long), then drain the batcher and exit 0.
 - ``keep_alive_s`` → ``timeout_keep_alive``: idle keep-alive connections are closed.
 - ``read_timeout_s``: the HTTP protocol is uvicorn's h11 one plus a deadline for each request head
-  (:class:`service.http_protocol.GuardedH11Protocol`), since uvicorn has none: a client that connects and sends
+  (:class:`service.api.http_protocol.GuardedH11Protocol`), since uvicorn has none: a client that connects and sends
   nothing, or trickles its headers, is disconnected. The body deadline (408) is in the app.
 - A malformed request, or a head still incomplete past h11's 16 KiB, gets a 400 ErrorBody JSON
   (uvicorn's own answer is text/plain) and the connection is closed.
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from model.bundle import BundleError, read_meta, verify_files
-from service.settings import Settings
+from service.api.settings import Settings
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -34,8 +34,8 @@ def main(args: argparse.Namespace) -> int:
     """Check the bundle first so a bad one stops the server with a clear message."""
     import uvicorn
 
-    from service.app import create_app
-    from service.http_protocol import protocol_for
+    from service.api.app import create_app
+    from service.api.http_protocol import protocol_for
 
     try:
         settings = Settings.from_env(bundle=args.bundle, host=args.host, port=args.port)

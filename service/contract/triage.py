@@ -11,9 +11,9 @@ from typing import Sequence
 
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
 from model.scorer import Predictions, Scorer
-from service.langid import detect_language
-from service.priority import PriorityConfig, Signals, priority
-from service.schemas import Message, Result
+from service.contract.langid import detect_language
+from service.contract.priority import PriorityConfig, Signals, priority
+from service.contract.schemas import Message, Result
 
 
 def build_results(messages: Sequence[Message], preds: Predictions, threshold: float, cfg: PriorityConfig,

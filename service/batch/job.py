@@ -26,8 +26,8 @@ from typing import Any, Iterable, Iterator
 import msgspec
 
 from model.bundle import BundleError
-from service.batch_io import FORMATS, FinalWriter, count_rows, detect_format, encode_records, read_rows
-from service.batch_rows import Columns, error_kind
+from service.batch.formats import FORMATS, FinalWriter, count_rows, detect_format, encode_records, read_rows
+from service.batch.rows import Columns, error_kind
 
 PART = re.compile(r"part-(\d{12})-(\d{12})\.jsonl$")
 
@@ -60,7 +60,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def columns_from(args: argparse.Namespace) -> Columns:
     names = {k: getattr(args, f"col_{k}") for k in asdict(Columns()) if k != "keep"}
     keep = tuple(dict.fromkeys(c.strip() for c in args.keep.split(",") if c.strip()))
-    from service.schemas import Result
+    from service.contract.schemas import Result
 
     taken = sorted(set(keep) & ({"row", "error"} | set(Result.__struct_fields__)))
     if taken:
@@ -195,7 +195,7 @@ def run_local(args: argparse.Namespace, cols: Columns, in_fmt: str, store: PartS
     """Score the rows not yet in the store, one durable part per chunk."""
     from tqdm import tqdm
 
-    from service.batch_rows import score_rows
+    from service.batch.rows import score_rows
 
     done = store.done_rows()
     show = not args.quiet and sys.stderr.isatty()
@@ -220,7 +220,7 @@ def release_memory() -> None:
 def main(args: argparse.Namespace) -> int:
     """Exit 0 on success (error rows included), 1 on a fatal problem, 130 when interrupted."""
     from model.scorer import Scorer
-    from service.priority import load_config
+    from service.contract.priority import load_config
 
     t0 = time.monotonic()
     try:
@@ -239,7 +239,7 @@ def main(args: argparse.Namespace) -> int:
                       args.restart or args.input == "-")
     try:
         if args.engine == "ray":
-            from service.ray_engine import run_ray
+            from service.batch.ray_engine import run_ray
 
             del scorer  # the bundle is checked; every actor loads its own copy
             release_memory()

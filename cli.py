@@ -40,19 +40,19 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from service.batch import main as batch_main
+    from service.batch.job import main as batch_main
 
     return batch_main(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.server import main as serve_main
+    from service.api.server import main as serve_main
 
     return serve_main(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from service.bench import main as bench_main
+    from tools.bench import main as bench_main
 
     return bench_main(args)
 
@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_args(sub.choices["evaluate"])
     sub.choices["backbone"].add_argument("name", nargs="?", default="multilingual-e5-small")
     _add_stats_args(sub.choices["data-stats"])
-    from service.batch import add_args as add_score_args
-    from service.bench import add_args as add_bench_args
-    from service.server import add_args as add_serve_args
+    from service.api.server import add_args as add_serve_args
+    from service.batch.job import add_args as add_score_args
+    from tools.bench import add_args as add_bench_args
 
     add_score_args(sub.choices["score"])
     add_serve_args(sub.choices["serve"])

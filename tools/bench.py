@@ -10,7 +10,7 @@ naive alternative?
 
 Prints one markdown table plus PASS/MISS target checks and writes ``bench.json`` and ``bench.md``.
 It reports; it never fails because a target is missed. Only the standard library is imported at
-module level (``service.cli`` imports this module to build its parser): no torch, no httpx.
+module level (``cli`` imports this module to build its parser): no torch, no httpx.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.bench_data import load_records, sample_texts, shuffled_texts, write_texts_json
-from service.bench_load import percentile, system_busy_seconds
-from service.bench_report import outside_noise, render, targets, write
-from service.bench_server import drive, free_port, post_json, running, service_cmd, torch_cmd
+from tools.bench_data import load_records, sample_texts, shuffled_texts, write_texts_json
+from tools.bench_load import percentile, system_busy_seconds
+from tools.bench_report import outside_noise, render, targets, write
+from tools.bench_server import drive, free_port, post_json, running, service_cmd, torch_cmd
 
 RAW_BATCH_SIZES = (1, 8, 32, 64)
 
@@ -207,7 +207,7 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
     if args.no_batch:
         _log("[4/4] batch CLI: skipped (--no-batch)")
     else:
-        from service.bench_batch import batch_section
+        from tools.bench_batch import batch_section
 
         _log(f"[4/4] batch CLI on {batch_rows:,} and {batch_rows * args.batch_scale:,} rows")
         try:
@@ -226,7 +226,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from model.bundle import BundleError, read_meta
-    from service.settings import Settings
+    from service.api.settings import Settings
 
     bundle = args.bundle.resolve()
     try:

@@ -1,6 +1,6 @@
 """Closed-loop HTTP load generator, run as its own process by the benchmark.
 
-``python -m service.bench_load --url URL --texts FILE --concurrency N --duration S --warmup W``
+``python -m tools.bench_load --url URL --texts FILE --concurrency N --duration S --warmup W``
 
 N asyncio workers share one httpx client (keep-alive, one connection each); every worker sends
 one message per request, waits for the answer, and sends the next. After ``W`` seconds of
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.settings import load_api_keys
+from service.api.settings import load_api_keys
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -137,7 +137,7 @@ async def drive(url: str, texts: Sequence[str], concurrency: int, duration: floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m service.bench_load", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_load", description=__doc__.splitlines()[0])
     p.add_argument("--url", required=True, help="the scoring endpoint, e.g. http://127.0.0.1:8123/v1/score")
     p.add_argument("--texts", required=True, help="JSON file holding a list of texts")
     p.add_argument("--concurrency", type=int, required=True)

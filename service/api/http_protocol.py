@@ -1,6 +1,6 @@
 """uvicorn's h11 HTTP protocol, hardened: a deadline for request heads and JSON protocol errors.
 
-Used by ``complaint-triage serve`` (:mod:`service.server`); imported lazily so that other commands
+Used by ``complaint-triage serve`` (:mod:`service.api.server`); imported lazily so that other commands
 do not load uvicorn.
 """
 
@@ -13,8 +13,8 @@ import h11
 import msgspec
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.schemas import ErrorBody
-from service.settings import Settings
+from service.api.settings import Settings
+from service.contract.schemas import ErrorBody
 
 
 class GuardedH11Protocol(H11Protocol):

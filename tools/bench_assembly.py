@@ -6,7 +6,7 @@ hard links to one real scored part (``--chunk-rows`` records taken from a scored
 layout a real run leaves behind. No model is loaded: this isolates the writers, whose memory must
 not grow with the number of rows; the CLI frees its model before this step.
 
-    python -m service.bench_assembly SCORED.jsonl --rows 200000 --scale 5
+    python -m tools.bench_assembly SCORED.jsonl --rows 200000 --scale 5
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ FORMATS = ("jsonl", "csv", "parquet")
 def _child(fmt: str, rows: int, part: str, work: str) -> dict[str, Any]:
     import psutil
 
-    from service.batch import PartStore, assemble
+    from service.batch.job import PartStore, assemble
 
     out = Path(work) / f"out-{rows}.{fmt}"
     store = PartStore(out, {"bench": "assembly"}, restart=True)
@@ -66,7 +66,7 @@ def measure(scored: Path, rows: int, scale: int, chunk_rows: int = 8192,
         out = []
         for fmt in formats:
             for n in (rows, rows * scale):
-                proc = subprocess.run([sys.executable, "-m", "service.bench_assembly", "--child", fmt, str(n),
+                proc = subprocess.run([sys.executable, "-m", "tools.bench_assembly", "--child", fmt, str(n),
                                        str(part), str(work)], capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
                     raise RuntimeError(f"assembly of {n} {fmt} rows failed: {proc.stderr[-1500:]}")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         fmt, rows, part, work = argv[1], int(argv[2]), argv[3], argv[4]
         print(json.dumps(_child(fmt, rows, part, work)))
         return 0
-    p = argparse.ArgumentParser(prog="python -m service.bench_assembly", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_assembly", description=__doc__.split("\n\n")[0])
     p.add_argument("scored", type=Path, help="a JSONL file written by `complaint-triage score`")
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--scale", type=int, default=5)

@@ -1,6 +1,6 @@
 """Soak test: the real server under steady load for minutes; RSS and throughput over time.
 
-    python -m service.soak --model BUNDLE [--duration 300] [--concurrency 16] [--interval 10]
+    python -m tools.soak --model BUNDLE [--duration 300] [--concurrency 16] [--interval 10]
 
 Starts ``complaint-triage serve`` on a free loopback port, drives it from a separate load process
 (``concurrency`` keep-alive connections, each sending the next request when the previous answer
@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m service.cli serve`` in a child process on loopback; stdout/stderr go to log files.
+    """``python -m cli serve`` in a child process on loopback; stdout/stderr go to log files.
 
     ``env`` holds ``CT_*`` settings; ``CT_*`` variables of the calling environment are dropped so a
     run is reproducible. Use as a context manager: the server is stopped (SIGTERM, then SIGKILL) on exit.
@@ -74,7 +74,7 @@ class ServerProcess:
         return self.proc.pid
 
     def start(self, *, wait_ready: bool = True, timeout: float = 120.0) -> ServerProcess:
-        cmd = [sys.executable, "-m", "service.cli", "serve", "--model", str(self.bundle),
+        cmd = [sys.executable, "-m", "cli", "serve", "--model", str(self.bundle),
                "--host", HOST, "--port", str(self.port)]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=self.env, cwd=ROOT)
@@ -348,7 +348,7 @@ def _markdown(s: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m service.soak", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", "--bundle", dest="bundle", type=Path, default=Path("artifacts/bundle"))
     p.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
     p.add_argument("--concurrency", type=int, default=16, help="keep-alive connections (default 16)")
