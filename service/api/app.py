@@ -1,8 +1,13 @@
-"""Litestar application: ``create_app(settings)``; the lifespan owns the ONNX session and batcher."""
+"""Litestar application: ``create_app(settings)``.
+
+Everything the app needs is loaded and checked by :func:`load_runtime` before it takes traffic:
+the priority config (cheap, so first), then the bundle (its files hashed once, by ``Scorer.load``),
+then a warm-up batch. ``complaint-triage serve`` calls it before uvicorn binds the port, so a bad
+setting, config or bundle stops the server with one clear line; tests let the lifespan call it.
+"""
 
 from __future__ import annotations
 
-import hmac
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,28 +16,26 @@ from functools import partial
 from typing import Any, AsyncIterator
 
 import anyio
-import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException, ValidationException
-from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from litestar.handlers.base import BaseRouteHandler
+from litestar.exceptions import ClientException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPI, Schema
 from litestar.params import JSONBody
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from model.bundle import BundleError
 from model.labels import labels_dict
 from model.scorer import Scorer
 from service.api import metrics
+from service.api.auth import api_key_guard
 from service.api.batcher import MicroBatcher, Overloaded
+from service.api.errors import client_error, documented, error_handler, unavailable
 from service.api.settings import Settings
 from service.contract.priority import PriorityConfig, load_config
-from service.contract.schemas import ErrorBody, ScoreRequest, ScoreResponse
-from service.contract.triage import build_results
+from service.contract.schemas import ScoreRequest, ScoreResponse
+from service.contract.triage import Thresholds, build_results, bundle_thresholds
+from service.contract.validate import ContractError, check_request
 
 log = logging.getLogger("complaint_triage")
 MODEL_HEADER = "X-Model-Version"
@@ -40,74 +43,34 @@ MODEL_HEADER = "X-Model-Version"
 #: inline, a 4 MB request held the event loop (and /health) for ~1 s
 OFFLOAD_CHARS = 50_000
 #: JSON-Schema pattern of a non-blank text: one character outside Python's ``str.isspace()`` set
-#: (what ``check_limits`` strips). ECMA ``\s`` differs (\x1c-\x1f, \x85, \ufeff), so the set is spelt out.
+#: (what ``check_text`` strips). ECMA ``\s`` differs (\x1c-\x1f, \x85, \ufeff), so the set is spelt out.
 TEXT_PATTERN = r"[^\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error answers a route can give (all are :class:`ErrorBody` JSON)."""
-    reasons = {
-        400: "Body is not valid JSON, or a field fails validation (detail and extra name the field)",
-        401: "Missing or invalid API key (only when CT_API_KEYS or CT_API_KEYS_FILE is set)",
-        408: "The body did not arrive within CT_READ_TIMEOUT_S seconds of the request head",
-        413: "Body, message count or text length over the limit (see GET /info limits)",
-        415: "Content-Type is not application/json, or the body is compressed",
-        503: "Model not loaded yet, queue full, or shutting down; retry after Retry-After seconds",
-    }
-    return {c: ResponseSpec(ErrorBody, description=reasons[c], generate_examples=False) for c in codes}
-
-
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
-    """What the lifespan loads: scorer, batcher, priority rules."""
+    """What the app scores with, loaded and checked before the first request."""
 
     scorer: Scorer
-    batcher: MicroBatcher
     priority: PriorityConfig
+    thresholds: Thresholds
 
 
-def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """401 unless auth is off or the request carries a valid key (constant-time compare)."""
-    keys: frozenset[str] = connection.app.state.settings.api_keys
-    if not keys:
-        return
-    given = connection.headers.get("x-api-key", "")
-    auth = connection.headers.get("authorization", "")
-    if not given and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    ok = False
-    for key in keys:  # compare against every key so timing does not reveal which one matched
-        ok |= hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8"))
-    if not ok:
-        metrics.ERRORS.labels("unauthorized").inc()
-        raise NotAuthorizedException("missing or invalid API key (send it in the X-API-Key header)")
+def load_runtime(settings: Settings) -> Runtime:
+    """Priority config, then the bundle (hashed once), then a warm-up batch; raises
+    :class:`~service.errors.UsageError` or ``BundleError`` with the reason."""
+    priority = load_config(settings.priority_config, timezone_name=settings.timezone)
+    scorer = Scorer.load(settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
+                         spin=settings.ort_spin)
+    scorer.predict(["warm-up message"] * 8)
+    return Runtime(scorer, priority, bundle_thresholds(scorer.meta))
 
 
 def _runtime(state: State) -> Runtime:
     rt: Runtime | None = state.get("runtime")
     if rt is None or not state.get("ready"):
-        raise HTTPException(status_code=503, detail="model is not loaded yet; retry shortly",
-                            headers={"Retry-After": "1"})
+        raise unavailable("model is not loaded yet; retry shortly")
     return rt
-
-
-def check_limits(req: ScoreRequest, settings: Settings) -> None:
-    """Reject empty batches, too many messages, and empty or oversized texts, naming the field."""
-    n = len(req.messages)
-    if n == 0:
-        raise ValidationException("messages must hold at least one message",
-                                  extra=[{"key": "messages", "message": "empty list"}])
-    if n > settings.max_messages:
-        raise ClientException(status_code=413, detail=f"too many messages: {n} > limit {settings.max_messages} "
-                              "per request; split the batch", extra=[{"key": "messages", "message": "too many"}])
-    for i, msg in enumerate(req.messages):
-        if not msg.text.strip():
-            raise ValidationException(f"messages[{i}].text is empty or whitespace",
-                                      extra=[{"key": f"messages[{i}].text", "message": "empty text"}])
-        if len(msg.text) > settings.max_text_chars:
-            raise ClientException(status_code=413, detail=f"messages[{i}].text has {len(msg.text)} characters; "
-                                  f"the limit is {settings.max_text_chars}",
-                                  extra=[{"key": f"messages[{i}].text", "message": "text too long"}])
 
 
 async def _check_content(request: Request[Any, Any, Any]) -> None:
@@ -137,20 +100,23 @@ async def _check_content(request: Request[Any, Any, Any]) -> None:
 
 @post("/v1/score", guards=[api_key_guard], status_code=200, summary="Score customer messages",
       before_request=_check_content,
-      responses=_errors(400, 401, 408, 413, 415, 503))
+      responses=documented(400, 401, 408, 413, 415, 503))
 async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], state: State) -> Response[ScoreResponse]:
     """Score 1..N messages; results come back in input order."""
     received = datetime.now(UTC)
     rt = _runtime(state)
-    check_limits(data, state.settings)
+    settings: Settings = state.settings
+    try:  # Litestar has converted the body into ScoreRequest (msgspec, lax): the rest of the one validator
+        check_request(data, max_messages=settings.max_messages, max_text_chars=settings.max_text_chars)
+    except ContractError as exc:
+        raise client_error(exc) from None
     try:
-        preds = await rt.batcher.submit([m.text for m in data.messages])
+        preds = await state.batcher.submit([m.text for m in data.messages])
     except Overloaded as exc:
         metrics.ERRORS.labels("overloaded").inc()
-        raise HTTPException(status_code=503, detail=f"overloaded: {exc}; retry later",
-                            headers={"Retry-After": "1"}) from exc
+        raise unavailable(f"overloaded: {exc}; retry later") from exc
     meta = rt.scorer.meta
-    build = partial(build_results, data.messages, preds, meta.followup_threshold, rt.priority, received_at=received)
+    build = partial(build_results, data.messages, preds, rt.thresholds, rt.priority, received_at=received)
     if sum(len(m.text) for m in data.messages) > OFFLOAD_CHARS:
         results = await anyio.to_thread.run_sync(build)  # language id is ~0.35 µs/char: keep the loop free
     else:
@@ -160,7 +126,7 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
         metrics.PREDICTIONS.labels("severity", r.severity).inc()
         metrics.PREDICTIONS.labels("sentiment", r.sentiment).inc()
         metrics.PREDICTIONS.labels("private_followup", str(r.private_followup).lower()).inc()
-    if state.settings.log_texts:
+    if settings.log_texts:
         for m, r in zip(data.messages, results):
             log.debug("scored id=%s severity=%s text=%r", m.id, r.severity, m.text)
     return Response(ScoreResponse(meta.name, meta.version, results),
@@ -180,20 +146,20 @@ def ready(state: State) -> Response[dict[str, str]]:
     return Response({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
 
 
-@get("/info", guards=[api_key_guard], summary="Model and limits", sync_to_thread=False, responses=_errors(401, 503))
+@get("/info", guards=[api_key_guard], summary="Model and limits", sync_to_thread=False,
+     responses=documented(401, 503))
 def info(state: State) -> dict[str, Any]:
     rt = _runtime(state)
-    meta, s = rt.scorer.meta, state.settings
+    meta, s, hours = rt.scorer.meta, state.settings, rt.priority.hours
     return {"model": meta.name, "version": meta.version, "backbone": meta.backbone, "created_at": meta.created_at,
             "quantization": meta.quantization, "labels": labels_dict(),
-            "thresholds": {"private_followup": meta.followup_threshold, "is_complaint": 0.5},
+            "thresholds": {"private_followup": rt.thresholds.private_followup, "is_complaint": rt.thresholds.complaint},
             "max_length_tokens": meta.max_length,
             "limits": {"max_messages": s.max_messages, "max_text_chars": s.max_text_chars,
                        "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},
             "batching": {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms},
-            "business_hours": {"timezone": rt.priority.hours.timezone, "days": list(rt.priority.hours.days),
-                               "start": rt.priority.hours.start.isoformat("minutes"),
-                               "end": rt.priority.hours.end.isoformat("minutes")}}
+            "business_hours": {"timezone": hours.timezone, "days": list(hours.days),
+                               "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")}}
 
 
 class Metrics(PrometheusController):
@@ -201,66 +167,24 @@ class Metrics(PrometheusController):
 
     guards = [api_key_guard]
 
-    @get(media_type=MediaType.TEXT, summary="Prometheus metrics (text exposition format)", responses=_errors(401))
+    @get(media_type=MediaType.TEXT, summary="Prometheus metrics (text exposition format)", responses=documented(401))
     async def get(self) -> Response[str]:  # the plugin's handler is documented as JSON; this is text/plain
         return Response(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[arg-type]
 
 
-def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    """Every error is JSON {status_code, detail, extra}; unexpected ones are logged, not leaked."""
-    if isinstance(exc, HTTPException):
-        status, detail, extra = exc.status_code, exc.detail, exc.extra
-        cause = exc.__cause__
-        if status == 400 and not extra and (isinstance(cause, msgspec.DecodeError)
-                                            or isinstance(getattr(cause, "__cause__", None), msgspec.DecodeError)):
-            detail = f"request body is not valid JSON: {detail}"
-        elif isinstance(exc, RequestEntityTooLarge):  # Litestar's request_max_body_size check
-            detail = f"request body is larger than the limit of {request.app.state.settings.max_body_bytes} bytes"
-        headers = exc.headers or {}
-        if status >= 500 and status != 503:
-            metrics.ERRORS.labels("internal").inc()
-        elif status < 500 and status not in (401,):
-            metrics.ERRORS.labels("bad_request" if status == 400 else f"http_{status}").inc()
-    elif isinstance(exc, RecursionError) and "deserializ" in str(exc):
-        # msgspec gives up on JSON nested deeper than the recursion limit (e.g. '[' * 1000) with a bare
-        # RecursionError, which Litestar does not turn into a 400; no valid ScoreRequest is nested > 4 deep
-        metrics.ERRORS.labels("bad_request").inc()
-        status, detail, extra, headers = 400, "request body is not valid JSON: nested too deeply", None, {}
-    else:
-        log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
-        metrics.ERRORS.labels("internal").inc()
-        status, detail, extra, headers = 500, "internal error", None, {}
-    body_extra = extra if isinstance(extra, (list, dict)) else None
-    if isinstance(body_extra, dict):  # ErrorBody.extra is documented as string values
-        body_extra = {str(k): str(v) for k, v in body_extra.items()}
-    elif isinstance(body_extra, list):
-        body_extra = [{str(k): str(v) for k, v in e.items()} if isinstance(e, dict) else {"message": str(e)}
-                      for e in body_extra]
-    return Response(ErrorBody(status, str(detail), body_extra), status_code=status, headers=headers,
-                    media_type=MediaType.JSON)
-
-
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the app; the bundle is loaded (and warmed up) by the lifespan, not at import."""
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
+    """Build the app. With ``runtime`` (what ``serve`` loaded before binding the port) the lifespan
+    only starts the micro-batcher; without it, the lifespan loads one with :func:`load_runtime`."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        try:
-            scorer = await anyio.to_thread.run_sync(lambda: Scorer.load(
-                settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
-                spin=settings.ort_spin))
-        except BundleError as exc:  # `serve` repeats this after uvicorn's traceback, as the last line
-            app.state.startup_error = str(exc)
-            raise
-        await anyio.to_thread.run_sync(lambda: scorer.predict(["warm-up message"] * 8))
-        batcher = MicroBatcher(scorer.predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+        rt = runtime or await anyio.to_thread.run_sync(load_runtime, settings)
+        batcher = MicroBatcher(rt.scorer.predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                max_queue=settings.max_queue)
         batcher.start()
-        app.state.runtime = Runtime(scorer, batcher, load_config(settings.priority_config,
-                                                                 timezone_name=settings.timezone))
-        app.state.ready = True
-        log.info("serving %s %s from %s", scorer.meta.name, scorer.meta.version, settings.bundle)
+        app.state.runtime, app.state.batcher, app.state.ready = rt, batcher, True
+        log.info("serving %s %s from %s", rt.scorer.meta.name, rt.scorer.meta.version, settings.bundle)
         try:
             yield
         finally:
@@ -274,7 +198,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"settings": settings, "ready": False}),
         middleware=[prometheus.middleware],
-        exception_handlers={Exception: _error_handler},
+        exception_handlers={Exception: error_handler},
         openapi_config=OpenAPIConfig(title="complaint-triage", version="1.0.0", path="/schema"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
@@ -287,7 +211,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 def _document_request_limits(openapi: OpenAPI, settings: Settings) -> None:
-    """Put the limits ``check_limits`` and msgspec enforce into the published request schema.
+    """Put the limits ``check_request`` and msgspec enforce into the published request schema.
 
     Litestar does not emit ``additionalProperties: false`` for ``forbid_unknown_fields`` structs,
     drops ``ge=0`` on optional ints, and cannot know the CT_* limits; clients (and schemathesis)

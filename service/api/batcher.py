@@ -53,10 +53,6 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
-    @property
-    def depth(self) -> int:
-        return len(self._queue)
-
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="ct-batcher")
 

@@ -1,5 +1,11 @@
 """uvicorn's h11 HTTP protocol, hardened: a deadline for request heads and JSON protocol errors.
 
+Why this module exists: uvicorn has no header-read timeout of its own. Its keep-alive timer is
+armed only after a response and cancelled by any received byte, so a client that connects and
+sends nothing, or trickles its headers one byte at a time (slowloris), holds a connection forever.
+The body deadline (408) lives in the app (:mod:`service.api.app`); the head deadline can only live
+here, below the ASGI interface. Remove this module when uvicorn gains such a timeout.
+
 Used by ``complaint-triage serve`` (:mod:`service.api.server`); imported lazily so that other commands
 do not load uvicorn.
 """
@@ -13,8 +19,8 @@ import h11
 import msgspec
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from service.api.errors import ErrorBody
 from service.api.settings import Settings
-from service.contract.schemas import ErrorBody
 
 
 class GuardedH11Protocol(H11Protocol):

@@ -1,13 +1,18 @@
-"""``complaint-triage serve``: run the API under uvicorn (the production ASGI server).
+"""``complaint-triage serve``: check everything, then run the API under uvicorn (the production ASGI server).
 
-uvicorn settings taken from :class:`Settings` (``CT_*``):
+Start-up order: settings (``CT_*``), priority config, bundle (hashed once) and a warm-up batch are
+all loaded by :func:`service.api.app.load_runtime` *before* uvicorn binds the port, so a mistake in
+any of them ends the command with one line (``complaint-triage serve: cannot start: …``, exit 2)
+and no request is ever accepted by a half-configured server.
+
+uvicorn settings taken from :class:`Settings`:
 
 - ``graceful_timeout_s`` → ``timeout_graceful_shutdown``: on SIGTERM/SIGINT, stop accepting, let
   in-flight requests finish (at most this long), then drain the batcher and exit 0.
 - ``keep_alive_s`` → ``timeout_keep_alive``: idle keep-alive connections are closed.
 - ``read_timeout_s``: the HTTP protocol is uvicorn's h11 one plus a deadline for each request head
-  (:class:`service.api.http_protocol.GuardedH11Protocol`), since uvicorn has none: a client that connects and sends
-  nothing, or trickles its headers, is disconnected. The body deadline (408) is in the app.
+  (:class:`service.api.http_protocol.GuardedH11Protocol`), since uvicorn has none: a client that connects and
+  sends nothing, or trickles its headers, is disconnected. The body deadline (408) is in the app.
 - A malformed request, or a head still incomplete past h11's 16 KiB, gets a 400 ErrorBody JSON
   (uvicorn's own answer is text/plain) and the connection is closed.
 """
@@ -17,11 +22,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from pathlib import Path
 
-from model.bundle import BundleError, read_meta, verify_files
 from service.api.settings import Settings
+from service.errors import TriageError, UsageError
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -31,21 +35,22 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Check the bundle first so a bad one stops the server with a clear message."""
+    """Serve until SIGTERM/SIGINT (exit 0); :class:`TriageError` when it cannot start."""
     import uvicorn
 
-    from service.api.app import create_app
+    from model.bundle import BundleError
+    from service.api.app import create_app, load_runtime
     from service.api.http_protocol import protocol_for
 
     try:
         settings = Settings.from_env(bundle=args.bundle, host=args.host, port=args.port)
-        verify_files(settings.bundle, read_meta(settings.bundle))
-    except (BundleError, ValueError, OSError) as exc:
-        print(f"complaint-triage: cannot start: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        runtime = load_runtime(settings)
+    except (TriageError, BundleError) as exc:
+        raise UsageError(f"cannot start: {exc}") from None
+    app = create_app(settings, runtime)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                             timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False,
                             timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
                             lifespan="on", loop="auto", http=protocol_for(settings))
@@ -58,13 +63,12 @@ def main(args: argparse.Namespace) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run()
-    except SystemExit:  # uvicorn exits (status 3) when the lifespan fails or the port cannot be bound
+    except SystemExit:  # uvicorn exits (status 1 or 3) when the port cannot be bound or the lifespan fails
         pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not server.started:
-        reason = app.state.get("startup_error") or "the model did not load or the port could not be bound (see above)"
-        print(f"complaint-triage: cannot start: {reason}", file=sys.stderr)
-        return 3
+        raise TriageError("cannot start: the port could not be bound or the app did not start (see above)",
+                          exit_code=3)
     return 0

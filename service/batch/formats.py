@@ -1,38 +1,31 @@
-"""Streaming readers and writers for the batch scorer (JSONL, CSV, Parquet, stdin)."""
+"""Streaming readers and writers for the batch job (JSONL, CSV, Parquet, stdin).
+
+The output columns are derived once, by :func:`output_schema`, from the contract's
+:class:`~service.contract.schemas.Result` (the Struct the HTTP API returns): Parquet uses that
+schema as it is, CSV its flattened column names (``severity_scores.high`` …).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import sys
+import typing
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Sequence
 
 import msgspec
 
-from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
+from service.contract.schemas import SCORE_LABELS, Result
+from service.errors import TriageError
 
-FORMATS = ("jsonl", "csv", "parquet")
 
-
-class InputError(OSError):
+class InputError(TriageError):
     """The input cannot be read as the format it claims (a fatal problem, not a bad row)."""
+
 
 _encode = msgspec.json.Encoder().encode
 csv.field_size_limit(64 * 1024 * 1024)
-
-
-def detect_format(path: str, given: str | None) -> str:
-    """Format from --format, else from the file extension ('-' means JSONL on stdin/stdout)."""
-    if given:
-        return given
-    if path == "-":
-        return "jsonl"
-    suffix = Path(path).suffix.lower().lstrip(".")
-    fmt = {"jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl", "csv": "csv", "parquet": "parquet", "pq": "parquet"}
-    if suffix not in fmt:
-        raise ValueError(f"cannot tell the format of {path!r} from its extension; pass --input-format/--output-format")
-    return fmt[suffix]
 
 
 def count_rows(path: str, fmt: str) -> int | None:
@@ -107,39 +100,49 @@ def encode_records(records: Sequence[dict[str, Any]]) -> bytes:
     return b"".join(_encode(r) + b"\n" for r in records)
 
 
+def output_schema(keep: Sequence[str]):  # type: ignore[no-untyped-def]
+    """The Arrow schema of an output record: ``row``, ``id``, ``error``, every :class:`Result` field
+    in contract order (score dicts as structs of their labels), then the ``--keep`` columns as strings."""
+    import pyarrow as pa
+
+    scalar = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+
+    def arrow(name: str, hint: Any) -> Any:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        origin = typing.get_origin(hint)
+        if origin is dict:
+            return pa.struct([(label, scalar[args[1]]) for label in SCORE_LABELS[name]])
+        if origin is list:
+            return pa.list_(scalar[args[0]])
+        return scalar[args[0] if args else hint]  # ``str | None`` → string
+
+    hints = typing.get_type_hints(Result)
+    head = [("row", pa.int64()), ("id", arrow("id", hints["id"])), ("error", pa.string())]
+    body = [(name, arrow(name, hints[name])) for name in Result.__struct_fields__ if name != "id"]
+    return pa.schema(head + body + [(k, pa.string()) for k in keep])
+
+
 def flat_columns(keep: Sequence[str]) -> list[str]:
-    """CSV header: nested score dicts become dotted columns, reasons a ' | '-joined string."""
-    return (["row", "id", "error", "severity"] + [f"severity_scores.{k}" for k in SEVERITY_LABELS]
-            + ["complaint_probability", "is_complaint", "private_followup", "private_followup_probability",
-               "sentiment"] + [f"sentiment_scores.{k}" for k in SENTIMENT_LABELS]
-            + ["language", "priority", "priority_reasons", "truncated"] + list(keep))
+    """CSV header: :func:`output_schema` with struct fields as dotted columns."""
+    import pyarrow as pa
+
+    cols: list[str] = []
+    for f in output_schema(keep):
+        cols += [f"{f.name}.{sub.name}" for sub in f.type] if pa.types.is_struct(f.type) else [f.name]
+    return cols
 
 
 def flatten(rec: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in rec.items() if not isinstance(v, (dict, list))}
-    for name in ("severity_scores", "sentiment_scores"):
-        for k, v in (rec.get(name) or {}).items():
-            out[f"{name}.{k}"] = repr(v)
-    for k in ("complaint_probability", "private_followup_probability"):
-        if rec.get(k) is not None:
-            out[k] = repr(rec[k])
-    if rec.get("priority_reasons") is not None:
-        out["priority_reasons"] = " | ".join(rec["priority_reasons"])
+    """One record as CSV cells: score dicts spread over dotted columns, floats exact, reasons ' | '-joined."""
+    out: dict[str, Any] = {}
+    for k, v in rec.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{sub}": repr(x) for sub, x in v.items()})
+        elif isinstance(v, list):
+            out[k] = " | ".join(v)
+        else:
+            out[k] = repr(v) if isinstance(v, float) else v
     return out
-
-
-def arrow_schema(keep: Sequence[str]):  # type: ignore[no-untyped-def]
-    import pyarrow as pa
-
-    f64 = pa.float64()
-    return pa.schema([
-        ("row", pa.int64()), ("id", pa.string()), ("error", pa.string()), ("severity", pa.string()),
-        ("severity_scores", pa.struct([(k, f64) for k in SEVERITY_LABELS])),
-        ("complaint_probability", f64), ("is_complaint", pa.bool_()), ("private_followup", pa.bool_()),
-        ("private_followup_probability", f64), ("sentiment", pa.string()),
-        ("sentiment_scores", pa.struct([(k, f64) for k in SENTIMENT_LABELS])),
-        ("language", pa.string()), ("priority", pa.int64()), ("priority_reasons", pa.list_(pa.string())),
-        ("truncated", pa.bool_()), *[(k, pa.string()) for k in keep]])
 
 
 class FinalWriter:
@@ -151,7 +154,7 @@ class FinalWriter:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            self.schema = arrow_schema(keep)
+            self.schema = output_schema(keep)
             self._pq = pq.ParquetWriter(str(path), self.schema, compression="zstd")
         else:
             self._fh = open(path, "wb") if fmt == "jsonl" else open(path, "w", newline="", encoding="utf-8")

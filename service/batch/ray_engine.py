@@ -16,15 +16,14 @@ Connects to ``RAY_ADDRESS`` when set, else starts a local Ray instance.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
 from collections.abc import Iterator
 from typing import Any
 
+from service.batch.config import JobConfig
 from service.batch.formats import InputError
-from service.batch.rows import Columns
 
 ROW_COL = "__raw"  # JSONL lines and CSV rows travel as opaque bytes, parsed by the scorer
 
@@ -32,15 +31,13 @@ ROW_COL = "__raw"  # JSONL lines and CSV rows travel as opaque bytes, parsed by 
 class RayScorer:
     """Ray Data callable class: loads the bundle once per actor."""
 
-    def __init__(self, bundle: str, threads: int, batch_size: int, cols: dict[str, Any], max_chars: int,
-                 priority_config: str | None, timezone: str | None) -> None:
+    def __init__(self, job: JobConfig) -> None:
         from model.scorer import Scorer
         from service.contract.priority import load_config
 
-        self.scorer = Scorer.load(bundle, intra_op_threads=threads, batch_size=batch_size)
-        self.priority = load_config(priority_config, timezone_name=timezone)
-        self.cols = Columns(**{**cols, "keep": tuple(cols["keep"])})
-        self.max_chars = max_chars
+        self.scorer = Scorer.load(job.bundle, intra_op_threads=job.cpus_per_actor, batch_size=job.batch_size)
+        self.priority = load_config(job.priority_config, timezone_name=job.timezone)
+        self.job = job
 
     def __call__(self, batch: Any) -> dict[str, Any]:
         import msgspec
@@ -51,7 +48,8 @@ class RayScorer:
             raws: list[Any] = batch.column(ROW_COL).to_pylist()  # one is one error record
         else:  # Parquet: Arrow rows → Python exactly as the local reader makes them
             raws = batch.to_pylist()
-        records = score_rows(self.scorer, self.priority, list(enumerate(raws)), self.cols, self.max_chars)
+        records = score_rows(self.scorer, self.priority, list(enumerate(raws)), self.job.columns,
+                             self.job.max_text_chars)
         return {"record": [msgspec.json.encode(r) for r in records]}
 
 
@@ -186,15 +184,15 @@ def _dataset(plan: list[dict[str, Any]], fmt: str) -> Any:
     return items.flat_map(_read_text_range)
 
 
-def run_ray(args: argparse.Namespace, cols: Columns, in_fmt: str, store: Any) -> int:
+def run_ray(job: JobConfig, store: Any) -> int:
     """Run on Ray from the first row not yet done; results stream back in input order into the
     part store."""
+    import dataclasses
+
     import msgspec
 
-    if args.input == "-":
-        raise OSError("--engine ray reads files, not stdin")
     done = store.done_rows()
-    plan = plan_read(os.path.abspath(args.input), in_fmt, done, args.read_rows)
+    plan = plan_read(os.path.abspath(job.input), job.input_format, done, job.read_rows)
     if not plan:
         return done
     import ray
@@ -204,19 +202,14 @@ def run_ray(args: argparse.Namespace, cols: Columns, in_fmt: str, store: Any) ->
                  log_to_driver=False, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # rows come back in input order
-    ctx.enable_progress_bars = not args.quiet
-    from dataclasses import asdict
-
-    scored = _dataset(plan, in_fmt).map_batches(
-        RayScorer, batch_size=args.chunk_rows, batch_format="pyarrow", concurrency=args.actors,
-        num_cpus=args.cpus_per_actor,
-        fn_constructor_kwargs={"bundle": os.path.abspath(args.bundle), "threads": args.cpus_per_actor,
-                               "batch_size": args.batch_size, "cols": asdict(cols),
-                               "max_chars": args.max_text_chars, "priority_config": args.priority_config,
-                               "timezone": args.timezone})
+    ctx.enable_progress_bars = not job.quiet
+    actor_job = dataclasses.replace(job, bundle=os.path.abspath(job.bundle))  # actors may run elsewhere
+    scored = _dataset(plan, job.input_format).map_batches(
+        RayScorer, batch_size=job.chunk_rows, batch_format="pyarrow", concurrency=job.actors,
+        num_cpus=job.cpus_per_actor, fn_constructor_kwargs={"job": actor_job})
     dec = msgspec.json.Decoder()
     row = done
-    for batch in scored.iter_batches(batch_size=args.chunk_rows, batch_format="numpy"):
+    for batch in scored.iter_batches(batch_size=job.chunk_rows, batch_format="numpy"):
         records = [dec.decode(bytes(b)) for b in batch["record"]]
         for i, rec in enumerate(records):
             rec["row"] = row + i  # global row numbers, assigned in input order

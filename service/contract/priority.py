@@ -1,8 +1,10 @@
 """Transparent priority rules: model outputs + message metadata → priority 0-100 and reasons.
 
-Weights live in a TOML file (``service/priority.toml`` by default, ``CT_PRIORITY_CONFIG`` to
-override). The same inputs always give the same priority: nothing here reads the clock; the
-caller passes the time the message was created or received.
+Weights live in a TOML file (``service/contract/priority.toml`` by default, ``CT_PRIORITY_CONFIG``
+or ``--priority-config`` to override). The same inputs always give the same priority: nothing here
+reads the clock; the caller passes the time the message was created or received. Whether a message
+is a complaint (which gates the metadata boosts) is decided by the caller with the bundle's
+``complaint_threshold`` (:mod:`service.contract.triage`), not configured here.
 """
 
 from __future__ import annotations
@@ -12,12 +14,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from model.labels import PUBLIC_CHANNELS, SEVERITY_LABELS
+from service.errors import UsageError
 
 DEFAULT_CONFIG = Path(__file__).with_name("priority.toml")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def check_timezone(name: str) -> None:
+    """ValueError naming the zone unless ``name`` is a known IANA time zone."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a zone name at all ("../x", "")
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/London)") from None
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,7 @@ class BusinessHours:
     end: time = time(18, 0)
 
     def __post_init__(self) -> None:
-        ZoneInfo(self.timezone)  # raises for an unknown zone
+        check_timezone(self.timezone)
         if unknown := set(self.days) - set(DAYS):
             raise ValueError(f"unknown business days {sorted(unknown)}; use {', '.join(DAYS)}")
 
@@ -47,7 +58,6 @@ class BusinessHours:
 class PriorityConfig:
     """Weights of every rule (see priority.toml for the documented defaults)."""
 
-    complaint_threshold: float = 0.5
     severity_points: dict[str, float] = field(default_factory=lambda: dict(zip(SEVERITY_LABELS, (0, 20, 40, 60, 85))))
     private_followup: float = 8
     public_channel: float = 4
@@ -65,13 +75,32 @@ class PriorityConfig:
 
 
 def _clock(text: str) -> time:
-    hh, mm = text.split(":")
-    return time(int(hh), int(mm))
+    try:
+        hh, mm = text.split(":")
+        return time(int(hh), int(mm))
+    except ValueError:
+        raise ValueError(f"business hours must read HH:MM, got {text!r}") from None
 
 
 def load_config(path: str | Path | None = None, *, timezone_name: str | None = None) -> PriorityConfig:
-    """Read a priority TOML file (defaults for anything it leaves out)."""
-    raw: dict[str, Any] = tomllib.loads(Path(path or DEFAULT_CONFIG).read_text(encoding="utf-8"))
+    """Read and check a priority TOML file (defaults for anything it leaves out); a file that cannot
+    be read or holds a bad value, or an unknown ``timezone_name``, is a :class:`UsageError`."""
+    if timezone_name is not None:
+        try:
+            check_timezone(timezone_name)
+        except ValueError as exc:
+            raise UsageError(f"business-hours time zone: {exc}") from None
+    where = Path(path or DEFAULT_CONFIG)
+    try:
+        return _parse(tomllib.loads(where.read_text(encoding="utf-8")), timezone_name)
+    except (OSError, tomllib.TOMLDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"priority config {where}: {exc}") from None
+
+
+def _parse(raw: dict[str, Any], timezone_name: str | None) -> PriorityConfig:
+    if "complaint_threshold" in raw:  # moved into the bundle: silently ignoring a changed value would mislead
+        raise ValueError("complaint_threshold is no longer read here: the bundle's complaint_threshold decides "
+                         "is_complaint and gates the boosts (see GET /info); remove the line")
     boosts = dict(raw.get("boosts", {}))
     tiers = tuple(sorted((int(t["min_followers"]), float(t["points"])) for t in boosts.pop("reach", [])))
     bh = raw.get("business_hours", {})
@@ -83,7 +112,7 @@ def load_config(path: str | Path | None = None, *, timezone_name: str | None = N
         kwargs["severity_points"] = {k: float(v) for k, v in raw["severity_points"].items()}
     if tiers:
         kwargs["reach"] = tiers
-    return PriorityConfig(complaint_threshold=float(raw.get("complaint_threshold", 0.5)), hours=hours, **kwargs)
+    return PriorityConfig(hours=hours, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -91,6 +120,7 @@ class Signals:
     """Everything a priority decision depends on."""
 
     severity_scores: dict[str, float]
+    is_complaint: bool  # the bundle's decision (complaint_probability >= complaint_threshold)
     private_followup: bool
     private_followup_probability: float
     channel: str | None = None
@@ -123,7 +153,7 @@ def priority(sig: Signals, cfg: PriorityConfig) -> tuple[int, list[str]]:
     top = max(sig.severity_scores, key=sig.severity_scores.__getitem__)
     score = sum(cfg.severity_points[k] * p for k, p in sig.severity_scores.items())
     reasons = [f"severity {top} (p={sig.severity_scores[top]:.2f})"]
-    if 1.0 - sig.severity_scores["none"] < cfg.complaint_threshold:
+    if not sig.is_complaint:  # metadata boosts only for complaints: a viral thank-you stays low
         return int(round(min(100.0, max(0.0, score)))), reasons
     boosts: list[tuple[float, str]] = []
     if sig.private_followup:

@@ -1,4 +1,11 @@
-"""msgspec schemas of the scoring contract (HTTP and batch share them)."""
+"""The scoring contract as msgspec Structs: what a message may hold and what a result holds.
+
+The HTTP API decodes request bodies into :class:`ScoreRequest` and the batch job converts file
+rows into :class:`Message` with the same msgspec lax rules (:mod:`service.contract.validate`), so
+the types and bounds below are the only definition of a valid message. :class:`Result` is the only
+definition of an output record: the HTTP response, and the batch job's JSONL, CSV and Parquet
+columns (:func:`service.batch.formats.output_schema`), are all built from it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Channel = Literal["twitter", "facebook", "instagram", "email", "chat", "sms", "review", "phone_transcript", "other"]
+from model.labels import CHANNELS, SENTIMENT_LABELS, SEVERITY_LABELS
+
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]  # the nine channels, defined once in model.labels
 MAX_COUNT = 1_000_000_000  # followers
 MAX_PRIOR_CONTACTS = 10_000
 MAX_ID_CHARS = 256
@@ -57,6 +66,10 @@ class Result(msgspec.Struct):
     truncated: bool
 
 
+#: the keys of each score dict in a Result, in model-output order
+SCORE_LABELS: dict[str, tuple[str, ...]] = {"severity_scores": SEVERITY_LABELS, "sentiment_scores": SENTIMENT_LABELS}
+
+
 class ScoreResponse(msgspec.Struct):
     """Body of a successful ``POST /v1/score``."""
 
@@ -64,10 +77,3 @@ class ScoreResponse(msgspec.Struct):
     model_version: str
     results: list[Result]
 
-
-class ErrorBody(msgspec.Struct):
-    """Every 4xx/5xx answer: HTTP status and a reason a human can act on."""
-
-    status_code: int
-    detail: str
-    extra: list[dict[str, str]] | dict[str, str] | None = None
