@@ -1,37 +1,41 @@
-"""``complaint-triage bench``: how fast is the service, against what it could be and against the
-naive alternative?
+"""``python -m tools.bench`` (``make bench``): how fast is the service, against what it could be
+and against the naive alternative?
 
 1. raw ONNX Runtime in-process (``Scorer.predict``) at batch 1/8/32/64, and batch-1 latency;
 2. the real server (``complaint-triage serve`` in its own process) under a separate closed-loop
-   load-generator process at several concurrencies (``service/bench_load.py``);
+   load-generator process at several concurrencies (``tools/load.py``);
 3. a plain ``transformers`` pipeline with torch behind a minimal server, same load generator
-   (``service/bench_torch_server.py``);
+   (``tools/bench_torch_server.py``);
 4. the batch CLI (``complaint-triage score``): throughput vs raw ORT and peak RSS at N and 5×N.
 
 Prints one markdown table plus PASS/MISS target checks and writes ``bench.json`` and ``bench.md``.
-It reports; it never fails because a target is missed. Only the standard library is imported at
-module level (``cli`` imports this module to build its parser): no torch, no httpx.
+It reports; it never fails because a target is missed. Needs the ``bench`` extra (psutil, httpx);
+the torch section needs the ``train`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tools.bench_data import load_records, sample_texts, shuffled_texts, write_texts_json
-from tools.bench_load import percentile, system_busy_seconds
-from tools.bench_report import outside_noise, render, targets, write
-from tools.bench_server import drive, free_port, post_json, running, service_cmd, torch_cmd
+from tools.bench_report import notes, render, targets, write
+from tools.corpus import load_records, sample_texts, shuffled_texts, write_texts_json
+from tools.load import post_json
+from tools.measure import percentile, system_busy_seconds
+from tools.server import HOST, ServerProcess, child_env
 
 RAW_BATCH_SIZES = (1, 8, 32, 64)
 
@@ -114,59 +118,47 @@ def raw_throughput(bundle: Path, threads: int, texts: list[str], batch_size: int
     return len(texts) / dt
 
 
-def load_levels(name: str, cmd: list[str], port: int, levels: list[int], texts_file: Path, log: Path,
-                duration: float, warmup: float, seed: int) -> list[dict[str, Any]]:
+def torch_cmd(backbone: str, threads: int, max_length: int, prefix: str) -> Callable[[int], list[str]]:
+    """The naive transformers-pipeline server (tools/bench_torch_server.py)."""
+    return lambda port: [sys.executable, "-m", "tools.bench_torch_server", "--backbone", backbone, "--host", HOST,
+                         "--port", str(port), "--threads", str(threads), "--max-length", str(max_length),
+                         "--prefix", prefix]
+
+
+def drive(server: ServerProcess, texts_file: Path, concurrency: int, duration: float, warmup: float,
+          seed: int = 0) -> dict[str, Any]:
+    """Run the load-generator process (``tools.load``) against ``server``; its JSON summary."""
+    cmd = [sys.executable, "-m", "tools.load", "--url", server.score_url, "--texts", str(texts_file),
+           "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup),
+           "--server-pid", str(server.pid), "--seed", str(seed)]
+    out = subprocess.run(cmd, capture_output=True, env=child_env(), timeout=warmup + duration + 300, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed ({out.returncode}):\n{out.stderr.decode(errors='replace')[-2000:]}")
+    if not server.alive():
+        raise RuntimeError(f"{server.name} died during the load test:\n{server.logs()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def load_levels(server: ServerProcess, levels: list[int], texts_file: Path, duration: float, warmup: float,
+                seed: int) -> list[dict[str, Any]]:
     """Start one server, sanity-check one request, then one load run per concurrency level."""
     runs = []
-    with running(name, cmd, port, log) as server:
-        status, body = post_json(server.score_url, {"messages": [{"id": "probe", "text": "my parcel never arrived"}]})
-        if status != 200 or not isinstance(body, dict) or len(body.get("results", [])) != 1:
-            raise RuntimeError(f"{name}: probe request answered {status}: {body!r}")
-        for c in levels:
-            _log(f"  {name}: concurrency {c}, {warmup:g} s warm-up + {duration:g} s")
-            r = drive(server, texts_file, c, duration, warmup, seed)
-            _log(f"    {r['throughput_rps']:8.1f} req/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  "
-                 f"errors {r['errors']}")
-            runs.append(r)
+    try:
+        with server:
+            status, body = post_json(server.score_url, {"messages": [{"id": "probe", "text": "my parcel never arrived"}]})
+            if status != 200 or not isinstance(body, dict) or len(body.get("results", [])) != 1:
+                raise RuntimeError(f"{server.name}: probe request answered {status}: {body!r}")
+            for c in levels:
+                _log(f"  {server.name}: concurrency {c}, {warmup:g} s warm-up + {duration:g} s")
+                r = drive(server, texts_file, c, duration, warmup, seed)
+                _log(f"    {r['throughput_rps']:8.1f} req/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  "
+                     f"errors {r['errors']}")
+                runs.append(r)
+    finally:
+        if server.proc is not None:
+            _log(f"  {server.name}: stopped (exit code {server.proc.returncode})")
     return runs
-
-
-def _notes(res: dict[str, Any]) -> list[str]:
-    meta, notes = res["meta"], []
-    if res.get("interrupted"):
-        notes.append("INTERRUPTED (SIGINT/SIGTERM): only the sections finished before that are reported.")
-    noise, where = outside_noise(res)
-    if noise > 0.2:
-        notes.append(f"WARNING: other processes on this machine were busy during the run (up to {noise:.2f} of "
-                     f"{meta['cpu_count']} cores, during {where}); the figures are disturbed: re-run on an idle "
-                     "machine before drawing conclusions.")
-    for key in ("service_error", "torch_error", "batch_error"):
-        if res.get(key):
-            notes.append(f"{key.split('_')[0]} section NOT measured: {res[key].splitlines()[0]} (details in "
-                         "bench.json and the server logs in the output directory)")
-    svc = {r["concurrency"]: r for r in res.get("service") or []}
-    top = svc.get(32) or (svc[max(svc)] if svc else None)
-    if top:
-        notes.append(f"{meta['cpu_count']} CPU cores shared by the server and the load generator (a separate "
-                     f"process on the same machine): at concurrency {top['concurrency']} the server used "
-                     f"{(top.get('server_cpu_cores') or 0):.2f} cores and the load generator "
-                     f"{top['client_cpu_cores']:.2f}, so HTTP figures understate a server with dedicated cores.")
-    if meta["quantization"] in ("none", "fp32"):
-        notes.append("fp32 bundle (quantization: none): int8 did not pass the bundle's agreement gate, so every "
-                     "figure here is for fp32 weights.")
-    if res.get("torch"):
-        notes.append("torch pipeline: converted e5 backbone with a RANDOM 5-way head (meaningless outputs, "
-                     "valid for speed only); one request = one pipeline call in a worker thread, no batching; "
-                     f"torch threads = {meta['cpu_count']}; same truncation (max_length) and e5 prefix.")
-    notes.append("raw ORT latency = `Scorer.predict([text])` in-process; service latency adds HTTP, JSON, "
-                 "language id, priority rules and the load generator's own overhead.")
-    notes.append("raw ORT sorts a whole call's messages by token length before forming batches; the service "
-                 "can only sort the messages that are queued together, so its batches pad somewhat more.")
-    if res.get("batch"):
-        notes.append("batch CLI rows/s use wall time from process start to exit (interpreter start-up, model "
-                     "load, reading, language id, priority, writing and final assembly included); the raw ORT "
-                     "comparison excludes model load.")
-    return notes
 
 
 def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, meta: Any, threads: int,
@@ -183,10 +175,9 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
         _log("[2/4] service: skipped (--no-service)")
     else:
         _log("[2/4] the real server (complaint-triage serve) under the load generator")
-        port = free_port()
+        server = ServerProcess(bundle, log_dir=args.out, name="service", keep_settings=True, env=_quiet())
         try:
-            res["service"] = load_levels("service", service_cmd(bundle, port), port, _levels(args.concurrency),
-                                         texts_file, args.out / "server.log", duration, warmup, args.seed)
+            res["service"] = load_levels(server, _levels(args.concurrency), texts_file, duration, warmup, args.seed)
         except RuntimeError as exc:
             _log(f"  service section failed, reported as not measured: {exc}")
             res["service_error"] = str(exc)
@@ -195,11 +186,11 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
         _log("[3/4] torch pipeline: skipped (--no-torch)")
     else:
         _log("[3/4] naive transformers pipeline (torch) under the same load generator")
-        port = free_port()
-        cmd = torch_cmd(args.torch_backbone, port, res["meta"]["cpu_count"], meta.max_length, meta.prefix)
+        cmd = torch_cmd(args.torch_backbone, res["meta"]["cpu_count"], meta.max_length, meta.prefix)
+        server = ServerProcess(cmd=cmd, log_dir=args.out, name="torch-pipeline", keep_settings=True)
         try:
-            res["torch"] = load_levels("torch-pipeline", cmd, port, _levels(args.torch_concurrency), texts_file,
-                                       args.out / "torch_server.log", duration, warmup, args.seed)
+            res["torch"] = load_levels(server, _levels(args.torch_concurrency), texts_file, duration, warmup,
+                                       args.seed)
         except RuntimeError as exc:  # e.g. the train extra (torch/transformers) is not installed
             _log(f"  torch section failed, reported as not measured: {exc}")
             res["torch_error"] = str(exc)
@@ -220,20 +211,29 @@ def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, m
             res["batch_error"] = str(exc)
 
 
+def _quiet() -> dict[str, str]:
+    """The server logs warnings only, unless the caller chose a level."""
+    return {} if os.environ.get("CT_LOG_LEVEL") else {"CT_LOG_LEVEL": "warning"}
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(args: argparse.Namespace) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from model.bundle import BundleError, read_meta
     from service.api.settings import Settings
+    from service.errors import TriageError
 
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    add_args(parser)
+    args = parser.parse_args(argv)
     bundle = args.bundle.resolve()
     try:
         meta = read_meta(bundle)
         settings = Settings.from_env(bundle=bundle)
-    except (BundleError, ValueError, OSError) as exc:
-        print(f"complaint-triage bench: {exc}", file=sys.stderr)
+    except (BundleError, TriageError) as exc:
+        print(f"tools.bench: {exc}", file=sys.stderr)
         return 2
     quick = args.quick
     duration = args.duration if args.duration is not None else (5.0 if quick else 20.0)
@@ -261,17 +261,21 @@ def main(args: argparse.Namespace) -> int:
         _run_sections(args, res, bundle, meta, settings.ort_threads, records, pool,
                       write_texts_json(work / "texts.json", pool), duration, warmup, batch_rows, quick)
     except KeyboardInterrupt:
-        _log("complaint-triage bench: interrupted; servers stopped, temporary files removed; "
+        _log("tools.bench: interrupted; servers stopped, temporary files removed; "
              "reporting the sections finished so far")
         res["interrupted"] = True
         status = 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
-    res["notes"] = _notes(res)
+    res["notes"] = notes(res)
     checks = targets(res)
     markdown = render(res, checks)
     jpath, mpath = write(args.out, res, checks, markdown)
     print(markdown)
     _log(f"wrote {jpath} and {mpath}")
     return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

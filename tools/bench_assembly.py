@@ -23,13 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("jsonl", "csv", "parquet")
+from service.batch.config import FORMATS
 
 
 def _child(fmt: str, rows: int, part: str, work: str) -> dict[str, Any]:
-    import psutil
-
-    from service.batch.job import PartStore, assemble
+    from service.batch.store import PartStore, assemble
+    from tools.measure import rss_bytes
 
     out = Path(work) / f"out-{rows}.{fmt}"
     store = PartStore(out, {"bench": "assembly"}, restart=True)
@@ -46,7 +45,7 @@ def _child(fmt: str, rows: int, part: str, work: str) -> dict[str, Any]:
     del lines
     import pyarrow  # noqa: F401  (the Parquet writer imports it anyway: part of the baseline, not the peak)
 
-    before = psutil.Process().memory_info().rss
+    before = rss_bytes(os.getpid())
     counts = assemble(store, str(out), fmt, ())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     size = out.stat().st_size

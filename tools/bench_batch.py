@@ -23,9 +23,9 @@ from typing import Any
 
 import msgspec
 
-from tools.bench_data import write_messages_jsonl
-from tools.bench_load import system_busy_seconds
-from tools.bench_server import child_env
+from tools.corpus import write_messages_jsonl
+from tools.measure import system_busy_seconds
+from tools.server import child_env
 
 GNU_TIME = Path("/usr/bin/time")
 _MAXRSS = re.compile(r"Maximum resident set size \(kbytes\):\s*(\d+)")

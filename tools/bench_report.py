@@ -158,6 +158,45 @@ def outside_noise(res: dict[str, Any]) -> tuple[float, str]:
     return max(seen)
 
 
+def notes(res: dict[str, Any]) -> list[str]:
+    """What a reader must know to judge the figures (noise, failed sections, fp32, the baselines)."""
+    meta, notes = res["meta"], []
+    if res.get("interrupted"):
+        notes.append("INTERRUPTED (SIGINT/SIGTERM): only the sections finished before that are reported.")
+    noise, where = outside_noise(res)
+    if noise > 0.2:
+        notes.append(f"WARNING: other processes on this machine were busy during the run (up to {noise:.2f} of "
+                     f"{meta['cpu_count']} cores, during {where}); the figures are disturbed: re-run on an idle "
+                     "machine before drawing conclusions.")
+    for key in ("service_error", "torch_error", "batch_error"):
+        if res.get(key):
+            notes.append(f"{key.split('_')[0]} section NOT measured: {res[key].splitlines()[0]} (details in "
+                         "bench.json and the server logs in the output directory)")
+    svc = {r["concurrency"]: r for r in res.get("service") or []}
+    top = svc.get(32) or (svc[max(svc)] if svc else None)
+    if top:
+        notes.append(f"{meta['cpu_count']} CPU cores shared by the server and the load generator (a separate "
+                     f"process on the same machine): at concurrency {top['concurrency']} the server used "
+                     f"{(top.get('server_cpu_cores') or 0):.2f} cores and the load generator "
+                     f"{top['client_cpu_cores']:.2f}, so HTTP figures understate a server with dedicated cores.")
+    if meta["quantization"] in ("none", "fp32"):
+        notes.append("fp32 bundle (quantization: none): int8 did not pass the bundle's agreement gate, so every "
+                     "figure here is for fp32 weights.")
+    if res.get("torch"):
+        notes.append("torch pipeline: converted e5 backbone with a RANDOM 5-way head (meaningless outputs, "
+                     "valid for speed only); one request = one pipeline call in a worker thread, no batching; "
+                     f"torch threads = {meta['cpu_count']}; same truncation (max_length) and e5 prefix.")
+    notes.append("raw ORT latency = `Scorer.predict([text])` in-process; service latency adds HTTP, JSON, "
+                 "language id, priority rules and the load generator's own overhead.")
+    notes.append("raw ORT sorts a whole call's messages by token length before forming batches; the service "
+                 "can only sort the messages that are queued together, so its batches pad somewhat more.")
+    if res.get("batch"):
+        notes.append("batch CLI rows/s use wall time from process start to exit (interpreter start-up, model "
+                     "load, reading, language id, priority, writing and final assembly included); the raw ORT "
+                     "comparison excludes model load.")
+    return notes
+
+
 def render(res: dict[str, Any], checks: list[Target]) -> str:
     """The whole markdown report."""
     meta = res["meta"]

@@ -1,4 +1,4 @@
-"""Benchmark inputs: a seeded, realistic message set and JSONL files for the batch CLI.
+"""Realistic inputs for the tools: the corpus read once, seeded message samples, JSONL files.
 
 Texts come from ``data/corpus/*.jsonl`` and ``data/challenge/*.jsonl`` (plain ``json``, no
 training imports); without a corpus a small built-in multilingual list is used instead.
@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
-# metadata the batch CLI reads (service.batch.rows.Columns defaults), copied into generated rows
+# metadata the batch CLI reads (service.batch.config.Columns defaults), copied into generated rows
 META_FIELDS = ("channel", "author_followers", "verified", "promoted", "prior_contacts", "created_at")
 
 BUILTIN_TEXTS = (
@@ -37,10 +37,11 @@ BUILTIN_TEXTS = (
 )
 
 
-def load_records(data_dir: Path = DATA_DIR) -> list[dict[str, Any]]:
-    """Every corpus/challenge row with a non-empty text (files in sorted order, for determinism)."""
+def load_records(data_dir: Path = DATA_DIR, subsets: tuple[str, ...] = ("corpus", "challenge")
+                 ) -> list[dict[str, Any]]:
+    """Every row of the ``subsets`` with a non-empty text (files in sorted order, for determinism)."""
     records: list[dict[str, Any]] = []
-    for sub in ("corpus", "challenge"):
+    for sub in subsets:
         for path in sorted((data_dir / sub).glob("*.jsonl")):
             with path.open(encoding="utf-8") as fh:
                 for line in fh:

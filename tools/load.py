@@ -1,13 +1,14 @@
-"""Closed-loop HTTP load generator, run as its own process by the benchmark.
+"""The one HTTP client of the tools: a closed-loop load generator, plus two one-shot requests.
 
-``python -m tools.bench_load --url URL --texts FILE --concurrency N --duration S --warmup W``
+``python -m tools.load --url URL --texts FILE --concurrency N --duration S --warmup W``
 
-N asyncio workers share one httpx client (keep-alive, one connection each); every worker sends
-one message per request, waits for the answer, and sends the next. After ``W`` seconds of
-warm-up, requests that complete during the next ``S`` seconds are counted. Prints one JSON
-object: throughput, latency percentiles, errors, and the CPU used by this process and by the
-server (``--server-pid``) during the measured window. An API key from ``CT_API_KEYS`` /
-``CT_API_KEYS_FILE`` is sent when set. httpx is imported only when it runs.
+:func:`closed_loop`: N asyncio workers share one httpx client (keep-alive, one connection each);
+every worker sends a request, waits for the answer, and sends the next, until a deadline; each
+answer is handed to a callback. The benchmark runs it in this module's own process (one message
+per request; after ``W`` seconds of warm-up, requests that complete during the next ``S`` seconds
+are counted; prints one JSON object: throughput, latency percentiles, errors, and the CPU used by
+this process and by the server ``--server-pid``); the soak test and the overload test drive it
+with their own bodies. An API key from ``CT_API_KEYS`` / ``CT_API_KEYS_FILE`` is sent when set.
 """
 
 from __future__ import annotations
@@ -20,58 +21,73 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.api.settings import load_api_keys
+import httpx
+
+from tools.measure import percentile, process_cpu_seconds, system_busy_seconds
+
+#: (status code or error name, seconds from send to answer, response body, perf_counter at the answer)
+OnResponse = Callable[[int | str, float, bytes, float], None]
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` in [0, 100] of ``values`` (NaN when empty)."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if api_key is None:
+        from service.api.settings import load_api_keys  # the server's own CT_API_KEYS*, if auth is on
+
+        keys = sorted(load_api_keys(os.environ))
+        api_key = keys[0] if keys else None
+    if api_key:
+        headers["x-api-key"] = api_key
+    return headers
 
 
-@dataclass
-class _Tally:
-    """What the workers record during the measured window."""
-
-    latencies: list[float] = field(default_factory=list)
-    errors: Counter[str] = field(default_factory=Counter)
-    cpu: dict[str, float] = field(default_factory=dict)
-
-
-def _server_cpu(pid: int | None) -> float:
-    """User + system CPU seconds of the server process (all its threads), 0 when unknown."""
-    if not pid:
-        return 0.0
+def get_status(url: str, timeout: float = 2.0) -> int:
+    """Status of one GET (0 when nothing answers)."""
     try:
-        import psutil
-
-        t = psutil.Process(pid).cpu_times()
-        return float(t.user + t.system)
-    except Exception:  # the process may be gone, or psutil missing: CPU figures are optional
-        return 0.0
+        return httpx.get(url, timeout=timeout, trust_env=False).status_code
+    except httpx.HTTPError:
+        return 0
 
 
-def system_busy_seconds() -> float:
-    """CPU seconds all processes on the machine have spent busy (0 without psutil)."""
+def post_json(url: str, payload: dict[str, Any], timeout: float = 60.0) -> tuple[int, Any]:
+    """One POST with a JSON body; returns (status, decoded body or None)."""
+    r = httpx.post(url, json=payload, headers=_headers(None), timeout=timeout, trust_env=False)
     try:
-        import psutil
-
-        t = psutil.cpu_times()
-        return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
-    except Exception:  # optional figure
-        return 0.0
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, None
 
 
-def _payloads(texts: Sequence[str], seed: int) -> list[bytes]:
+async def closed_loop(url: str, bodies: Sequence[bytes], concurrency: int, until: float, on_response: OnResponse,
+                      *, api_key: str | None = None, timeout: float = 120.0) -> None:
+    """``concurrency`` workers POST ``bodies`` (each starting at its own offset, then in order) until
+    ``time.perf_counter()`` passes ``until``."""
+    headers = _headers(api_key)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient, k: int) -> None:
+        i = k * max(1, len(bodies) // concurrency)
+        while (t0 := time.perf_counter()) < until:
+            try:
+                resp = await client.post(url, content=bodies[i % len(bodies)], headers=headers)
+                status: int | str = resp.status_code
+                body = resp.content
+            except httpx.HTTPError as exc:
+                status, body = type(exc).__name__, b""
+            t1 = time.perf_counter()
+            on_response(status, t1 - t0, body, t1)
+            i += 1
+
+    # trust_env=False: loopback only, never through a proxy from the environment
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout), trust_env=False) as client:
+        await asyncio.gather(*(worker(client, k) for k in range(concurrency)))
+
+
+def one_message_bodies(texts: Sequence[str], seed: int) -> list[bytes]:
     """Pre-encoded request bodies (one message each), in a seeded order, so the client spends
     its CPU on HTTP rather than on JSON encoding."""
     order = list(range(len(texts)))
@@ -80,46 +96,37 @@ def _payloads(texts: Sequence[str], seed: int) -> list[bytes]:
             for i in order]
 
 
-async def drive(url: str, texts: Sequence[str], concurrency: int, duration: float, warmup: float,
-                server_pid: int | None = None, api_key: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Run the closed loop and summarise the measured window."""
-    import httpx
+@dataclass
+class _Tally:
+    """What the benchmark counts during the measured window."""
 
-    payloads = _payloads(texts, seed)
-    headers = {"content-type": "application/json"}
-    if api_key:
-        headers["x-api-key"] = api_key
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+async def drive(url: str, texts: Sequence[str], concurrency: int, duration: float, warmup: float,
+                server_pid: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """The benchmark's run: warm up, then summarise the measured window."""
     tally = _Tally()
     start = time.perf_counter()
     w_start, w_end = start + warmup, start + warmup + duration
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    def record(status: int | str, seconds: float, _body: bytes, done: float) -> None:
+        if w_start <= done <= w_end:
+            if status == 200:
+                tally.latencies.append(seconds)
+            else:
+                tally.errors[f"http_{status}" if isinstance(status, int) else status] += 1
 
     async def mark(at: float, name: str) -> None:
         await asyncio.sleep(max(0.0, at - time.perf_counter()))
         tally.cpu[f"client_{name}"] = time.process_time()
-        tally.cpu[f"server_{name}"] = _server_cpu(server_pid)
+        tally.cpu[f"server_{name}"] = process_cpu_seconds(server_pid)
         tally.cpu[f"system_{name}"] = system_busy_seconds()
 
-    async def worker(client: httpx.AsyncClient, k: int) -> None:
-        i = k * max(1, len(payloads) // concurrency)
-        while (t0 := time.perf_counter()) < w_end:
-            try:
-                resp = await client.post(url, content=payloads[i % len(payloads)], headers=headers)
-                kind = None if resp.status_code == 200 else f"http_{resp.status_code}"
-            except httpx.HTTPError as exc:
-                kind = type(exc).__name__
-            t1 = time.perf_counter()
-            if w_start <= t1 <= w_end:
-                if kind is None:
-                    tally.latencies.append(t1 - t0)
-                else:
-                    tally.errors[kind] += 1
-            i += 1
-
-    # trust_env=False: loopback only, never through a proxy from the environment
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0), trust_env=False) as client:
-        await asyncio.gather(mark(w_start, "start"), mark(w_end, "end"),
-                             *(worker(client, k) for k in range(concurrency)))
+    await asyncio.gather(mark(w_start, "start"), mark(w_end, "end"),
+                         closed_loop(url, one_message_bodies(texts, seed), concurrency, w_end, record))
     lat_ms = [x * 1000.0 for x in tally.latencies]
     window = duration or 1e-9
     used = {k: (tally.cpu[f"{k}_end"] - tally.cpu[f"{k}_start"]) / window for k in ("client", "server", "system")}
@@ -137,7 +144,7 @@ async def drive(url: str, texts: Sequence[str], concurrency: int, duration: floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.bench_load", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.load", description=__doc__.splitlines()[0])
     p.add_argument("--url", required=True, help="the scoring endpoint, e.g. http://127.0.0.1:8123/v1/score")
     p.add_argument("--texts", required=True, help="JSON file holding a list of texts")
     p.add_argument("--concurrency", type=int, required=True)
@@ -148,9 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     with open(args.texts, encoding="utf-8") as fh:
         texts = json.load(fh)
-    keys = sorted(load_api_keys(os.environ))  # the server's own CT_API_KEYS*, if auth is on
     result = asyncio.run(drive(args.url, texts, args.concurrency, args.duration, args.warmup,
-                               args.server_pid, keys[0] if keys else None, args.seed))
+                               args.server_pid, args.seed))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

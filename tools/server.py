@@ -1,60 +1,45 @@
-"""Server processes for the benchmark: start one on a free loopback port, wait for ``/ready``,
-drive it with the load-generator process, and always stop it with SIGTERM.
+"""The one server harness of the tools and tests: a server process on a free loopback port.
 
-Standard library only (the load generator and the servers are separate processes).
+``ServerProcess`` starts ``complaint-triage serve`` (or any command serving ``GET /ready``, such as
+the torch baseline) with stdout/stderr in log files, waits until ``/ready`` answers 200, and always
+stops it with SIGTERM (SIGKILL only if it does not exit). Used by the benchmark, the soak test and
+the hostile-client tests.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from service.api.settings import load_api_keys
-from tools.bench_data import ROOT
+from tools.corpus import ROOT
+from tools.load import get_status
+from tools.measure import rss_bytes
 
 HOST = "127.0.0.1"  # loopback only
 
 
-@dataclass(frozen=True)
-class Server:
-    """A running server process and its base URL."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    log: Path
-
-    @property
-    def score_url(self) -> str:
-        return f"{self.base_url}/v1/score"
-
-
 def free_port() -> int:
-    """A port that is free on the loopback interface right now."""
+    """A TCP port free on the loopback interface right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """The caller's environment (``CT_*`` settings included) plus offline/quiet defaults."""
-    env = dict(os.environ)
+def child_env(*, keep_settings: bool = True, **extra: str) -> dict[str, str]:
+    """The caller's environment plus offline/quiet defaults. ``keep_settings=False`` drops the caller's
+    ``CT_*`` server settings (not ``CT_CACHE_DIR``) so a test server is configured only by ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if keep_settings or not k.startswith("CT_") or k == "CT_CACHE_DIR"}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    env.setdefault("CT_LOG_LEVEL", "warning")
+    env.setdefault("PYTHONUNBUFFERED", "1")
     if "CT_CACHE_DIR" not in env and (ROOT / ".cache").is_dir():
         env["CT_CACHE_DIR"] = str(ROOT / ".cache")  # the converted backbones `make backbone` caches
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
@@ -62,94 +47,94 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _get(url: str, timeout: float = 2.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback URL we built)
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
-
-
-def post_json(url: str, payload: dict[str, Any], timeout: float = 60.0) -> tuple[int, Any]:
-    """One POST with a JSON body; returns (status, decoded body or None)."""
-    headers = {"content-type": "application/json"}
-    keys = sorted(load_api_keys(os.environ))
-    if keys:
-        headers["x-api-key"] = keys[0]
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            return int(resp.status), json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), None
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
-    """SIGTERM, wait for a graceful exit, SIGKILL only if it does not come."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-@contextmanager
-def running(name: str, cmd: list[str], port: int, log: Path, *, env: dict[str, str] | None = None,
-            ready_timeout: float = 300.0) -> Iterator[Server]:
-    """Start ``cmd`` (which must serve ``GET /ready`` on ``port``), yield once it answers 200,
-    and stop it with SIGTERM on the way out, whatever happened."""
-    base = f"http://{HOST}:{port}"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env or child_env())
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while _get(f"{base}/ready") != 200:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode} before it was ready:\n{_tail(log)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {ready_timeout:.0f} s:\n{_tail(log)}")
-            time.sleep(0.2)
-        yield Server(name, proc, base, log)
-    finally:
-        was_running = proc.poll() is None
-        code = stop(proc)
-        how = "stopped with SIGTERM" if was_running else "had already exited"
-        print(f"  {name}: {how} (exit code {code})", file=sys.stderr)
-
-
-def service_cmd(bundle: Path, port: int) -> list[str]:
+def serve_cmd(bundle: str | Path) -> Callable[[int], list[str]]:
     """The real server, exactly as ``complaint-triage serve`` runs it."""
-    return [sys.executable, "-m", "cli", "serve", "--model", str(bundle), "--host", HOST, "--port", str(port)]
+    return lambda port: [sys.executable, "-m", "cli", "serve", "--model", str(bundle), "--host", HOST,
+                         "--port", str(port)]
 
 
-def torch_cmd(backbone: str, port: int, threads: int, max_length: int, prefix: str) -> list[str]:
-    """The naive transformers-pipeline server (service/bench_torch_server.py)."""
-    return [sys.executable, "-m", "tools.bench_torch_server", "--backbone", backbone, "--host", HOST,
-            "--port", str(port), "--threads", str(threads), "--max-length", str(max_length), "--prefix", prefix]
+class ServerProcess:
+    """A server in a child process on loopback; use as a context manager (stopped on exit).
 
+    ``cmd`` builds the command line for a port (default: ``complaint-triage serve --model bundle``);
+    ``env`` holds ``CT_*`` settings; the caller's own ``CT_*`` settings are passed on only with
+    ``keep_settings=True`` (the benchmark measures the server as configured; tests stay reproducible).
+    """
 
-def drive(server: Server, texts_file: Path, concurrency: int, duration: float, warmup: float,
-          seed: int = 0) -> dict[str, Any]:
-    """Run the load-generator process against ``server`` and return its JSON summary."""
-    cmd = [sys.executable, "-m", "tools.bench_load", "--url", server.score_url, "--texts", str(texts_file),
-           "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup),
-           "--server-pid", str(server.proc.pid), "--seed", str(seed)]
-    out = subprocess.run(cmd, capture_output=True, env=child_env(), timeout=warmup + duration + 300, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"load generator failed ({out.returncode}):\n{out.stderr.decode(errors='replace')[-2000:]}")
-    result: dict[str, Any] = json.loads(out.stdout)
-    if server.proc.poll() is not None:
-        raise RuntimeError(f"{server.name} died during the load test:\n{_tail(server.log)}")
-    return result
+    def __init__(self, bundle: str | Path | None = None, *, log_dir: str | Path, env: dict[str, str] | None = None,
+                 port: int | None = None, cmd: Callable[[int], Sequence[str]] | None = None, name: str = "server",
+                 keep_settings: bool = False) -> None:
+        if cmd is None and bundle is None:
+            raise ValueError("give the bundle to serve, or the command to run")
+        self.name = name
+        self.port = port or free_port()
+        self.cmd = list((cmd or serve_cmd(bundle or ""))(self.port))
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = self.log_dir / f"{name}-{self.port}.out"
+        self.stderr_path = self.log_dir / f"{name}-{self.port}.err"
+        self.env = child_env(keep_settings=keep_settings, **(env or {}))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def score_url(self) -> str:
+        return f"{self.url}/v1/score"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 300.0) -> ServerProcess:
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=err, env=self.env, cwd=ROOT)
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        """Poll ``/ready`` until 200; RuntimeError with the log's tail if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before it was ready:\n"
+                                   f"{self.logs()[-3000:]}")
+            if get_status(f"{self.url}/ready") == 200:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.logs()[-3000:]}")
+
+    def rss(self) -> int:
+        """Resident set size of the server process in bytes."""
+        return rss_bytes(self.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait; SIGKILL after ``timeout``. Returns the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return int(self.proc.returncode)
+
+    def logs(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        parts = [p.read_text("utf-8", "replace") for p in (self.stdout_path, self.stderr_path) if p.exists()]
+        return "\n".join(parts)
+
+    def __enter__(self) -> ServerProcess:
+        return self if self.proc is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.alive():
+            self.stop()
