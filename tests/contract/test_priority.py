@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from service.contract.priority import BusinessHours, PriorityConfig, Signals, load_config, priority
+from service.errors import UsageError
 
 CFG = load_config()
 CRITICAL = {"none": 0.02, "low": 0.02, "medium": 0.03, "high": 0.02, "critical": 0.91}
@@ -17,9 +19,12 @@ TUE_NOON = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def sig(**kw: object) -> Signals:
+    """Signals as triage builds them: is_complaint decided at the default threshold unless given."""
     base: dict[str, object] = {"severity_scores": CRITICAL, "private_followup": False,
                                "private_followup_probability": 0.1, "when": TUE_NOON}
-    return Signals(**{**base, **kw})  # type: ignore[arg-type]
+    merged = {**base, **kw}
+    merged.setdefault("is_complaint", 1.0 - merged["severity_scores"]["none"] >= 0.5)  # type: ignore[index]
+    return Signals(**merged)  # type: ignore[arg-type]
 
 
 def test_base_is_probability_weighted_severity() -> None:
@@ -57,6 +62,9 @@ def test_small_accounts_and_private_channels_add_nothing() -> None:
 def test_non_complaints_get_no_metadata_boosts() -> None:
     score, reasons = priority(sig(severity_scores=NONE, promoted=True, followers=500_000, when=SAT_NIGHT), CFG)
     assert score <= 5 and reasons == ["severity none (p=0.90)"]
+    # the gate is the caller's is_complaint decision (the bundle's threshold), not the scores themselves
+    gated = priority(sig(promoted=True, is_complaint=False), CFG)
+    assert gated == priority(sig(is_complaint=False), CFG) and "paid/promoted post" not in gated[1]
 
 
 def test_clamped_to_100_and_deterministic() -> None:
@@ -84,7 +92,28 @@ def test_config_file_overrides(tmp_path: Path) -> None:
     path.write_text('[boosts]\npromoted = 40\n[business_hours]\ntimezone = "Asia/Tokyo"\n')
     cfg = load_config(path)
     assert cfg.promoted == 40 and cfg.hours.timezone == "Asia/Tokyo" and cfg.private_followup == 8
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         BusinessHours(timezone="Mars/Olympus")
     with pytest.raises(ValueError):
         PriorityConfig(severity_points={"none": 0})
+
+
+@pytest.mark.parametrize(("toml", "timezone", "needle"), [
+    ("", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+    ("[business_hours]\ntimezone = \"Nowhere\"\n", None, "unknown time zone 'Nowhere'"),
+    ("[business_hours]\nstart = \"8am\"\n", None, "HH:MM"),
+    ("[business_hours]\ndays = [\"Funday\"]\n", None, "unknown business days"),
+    ("[boosts]\npromoted = \"lots\"\n", None, "could not convert"),
+    ("not toml at all = = =\n", None, "priority config"),
+    ("complaint_threshold = 0.5\n", None, "the bundle's complaint_threshold"),
+])
+def test_bad_config_is_a_usage_error_naming_the_problem(tmp_path: Path, toml: str, timezone: str | None,
+                                                        needle: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(toml)
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        load_config(path, timezone_name=timezone)
+
+
+def test_shipped_config_loads() -> None:
+    assert load_config() == PriorityConfig()  # priority.toml documents exactly the defaults

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cli import main as cli_main
-from tests.test_batch import make_rows, write_jsonl
+from tests.batch.helpers import make_rows, write_jsonl
 from tools.bench_report import render, table, targets
 
 
