@@ -58,13 +58,13 @@ score: model ## score a file: make score IN=messages.jsonl OUT=scored.parquet [A
 	$(CT) score --input $(IN) --output $(OUT) --model $(BUNDLE) $(ARGS)
 
 bench: model ## service vs raw ORT vs torch pipeline, and batch CLI throughput/memory (writes bench-results/)
-	$(CT) bench --model $(BUNDLE) $(ARGS)
+	$(PY) -m tools.bench --model $(BUNDLE) $(ARGS)
 
 soak: model ## run the real server under steady load for 5 minutes; report RSS and throughput over time
 	$(PY) -m tools.soak --model $(BUNDLE) $(ARGS)
 
 fuzz: $(STAMP) ## long schemathesis + hypothesis run against the API (tiny bundle)
-	CT_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q tests/test_fuzz.py -p no:cacheprovider
+	CT_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q tests/api/test_fuzz.py -p no:cacheprovider
 
 data-stats: $(STAMP) ## recount the corpus and rewrite the tables in data/README.md
 	$(CT) data-stats --write-readme data/README.md
