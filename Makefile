@@ -29,7 +29,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[train,scale,dev]"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[train,scale,bench,dev]"
 	@touch $@
 
 install: $(STAMP) ## create .venv and install the project with every extra (pinned)
@@ -58,13 +58,13 @@ score: model ## score a file: make score IN=messages.jsonl OUT=scored.parquet [A
 	$(CT) score --input $(IN) --output $(OUT) --model $(BUNDLE) $(ARGS)
 
 bench: model ## service vs raw ORT vs torch pipeline, and batch CLI throughput/memory (writes bench-results/)
-	$(CT) bench --model $(BUNDLE) $(ARGS)
+	$(PY) -m tools.bench --model $(BUNDLE) $(ARGS)
 
 soak: model ## run the real server under steady load for 5 minutes; report RSS and throughput over time
-	$(PY) -m service.soak --model $(BUNDLE) $(ARGS)
+	$(PY) -m tools.soak --model $(BUNDLE) $(ARGS)
 
 fuzz: $(STAMP) ## long schemathesis + hypothesis run against the API (tiny bundle)
-	CT_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q tests/test_fuzz.py -p no:cacheprovider
+	CT_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q tests/api/test_fuzz.py -p no:cacheprovider
 
 data-stats: $(STAMP) ## recount the corpus and rewrite the tables in data/README.md
 	$(CT) data-stats --write-readme data/README.md
@@ -73,7 +73,7 @@ test: $(STAMP) ## run the whole test suite (data checks, unit, service, batch, e
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check model service training tests
+	$(VENV)/bin/ruff check cli.py model service tools training tests
 
 clean: ## remove build artefacts (keeps .venv and the backbone cache)
 	rm -rf artifacts bench-results .pytest_cache

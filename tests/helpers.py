@@ -49,3 +49,9 @@ def build_tiny_bundle(out: Path, *, seed: int = 0, max_length: int = 64, quantiz
 def copy_bundle(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+#: every field of a scoring result, as the README's contract lists them (independent of the code's Struct)
+CONTRACT_FIELDS = ("id", "severity", "severity_scores", "complaint_probability", "is_complaint", "private_followup",
+                   "private_followup_probability", "sentiment", "sentiment_scores", "language", "priority",
+                   "priority_reasons", "truncated")

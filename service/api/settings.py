@@ -1,0 +1,99 @@
+"""Service settings from ``CT_*`` environment variables (read by ``Settings.from_env()``,
+never at import time). A bad value is a :class:`~service.errors.UsageError` naming the variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from service.errors import UsageError
+
+_ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's names
+
+
+def flag(text: str) -> bool:
+    """An on/off setting: 1/true/yes/on or 0/false/no/off (any case); anything else is refused."""
+    low = text.strip().lower()
+    if low in _ON or low in _OFF:
+        return low in _ON
+    raise ValueError(f"expected one of {', '.join(sorted(_ON))} or {', '.join(sorted(_OFF))}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the HTTP service, with production defaults."""
+
+    bundle: Path = Path("artifacts/bundle")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_messages: int = 256
+    max_text_chars: int = 20_000
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_batch: int = 64
+    max_wait_ms: float = 0.0
+    max_queue: int = 2048
+    ort_threads: int = 0
+    #: let ORT worker threads busy-wait between ops (faster alone, slower beside the event loop)
+    ort_spin: bool = False
+    api_keys: frozenset[str] = field(default_factory=frozenset)
+    priority_config: Path | None = None
+    timezone: str | None = None
+    log_texts: bool = False
+    log_level: str = "info"
+    graceful_timeout_s: float = 20.0
+    #: a client must send each request head within this many seconds of connecting (or of the previous
+    #: response), and a /v1/score body within this many seconds of its head: else the connection is
+    #: closed (head) or answered 408 (body). Bounds slow or stalled clients (slowloris).
+    read_timeout_s: float = 15.0
+    #: idle keep-alive connections are closed after this many seconds (uvicorn timeout_keep_alive)
+    keep_alive_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_queue")
+        bad = [n for n in positive if getattr(self, n) <= 0]
+        bad += [n for n in ("max_wait_ms", "ort_threads") if getattr(self, n) < 0]
+        bad += [n for n in ("read_timeout_s", "keep_alive_s", "graceful_timeout_s") if not getattr(self, n) > 0]
+        if bad:
+            raise UsageError(f"settings must be positive (CT_MAX_WAIT_MS and CT_ORT_THREADS may be 0): "
+                             f"{', '.join(f'CT_{n.upper()}' for n in bad)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise UsageError(f"CT_LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        if self.max_queue < self.max_messages:
+            raise UsageError("CT_MAX_QUEUE must be >= CT_MAX_MESSAGES, or a full request could never be queued")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``CT_*`` variables; explicit keyword overrides win."""
+        env = os.environ if env is None else env
+        conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
+                "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
+                "ort_threads": int, "ort_spin": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
+                "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
+                "keep_alive_s": float}
+        values: dict[str, object] = {}
+        for name, kind in conv.items():
+            raw = env.get(f"CT_{name.upper()}")
+            if raw not in (None, ""):
+                try:
+                    values[name] = kind(raw)
+                except ValueError as exc:
+                    raise UsageError(f"CT_{name.upper()}={raw!r}: {exc}") from None
+        values["api_keys"] = load_api_keys(env)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def load_api_keys(env: Mapping[str, str]) -> frozenset[str]:
+    """Keys from ``CT_API_KEYS`` (comma-separated) and/or ``CT_API_KEYS_FILE`` (one per line)."""
+    keys = {k.strip() for k in env.get("CT_API_KEYS", "").split(",") if k.strip()}
+    path = env.get("CT_API_KEYS_FILE")
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"CT_API_KEYS_FILE={path!r}: {exc.strerror or exc}") from None
+        keys |= {line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")}
+    return frozenset(keys)

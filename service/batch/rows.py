@@ -1,0 +1,90 @@
+"""Rows → messages → records, shared by the local and Ray engines.
+
+A raw row (a JSONL line, or a CSV/Parquet row as a dict) is mapped onto the contract's field
+names (:class:`~service.batch.config.Columns`; a missing cell, an empty cell or a NaN means
+"absent") and then validated by the contract's one validator,
+:func:`service.contract.validate.to_message`, exactly as an HTTP message is. A row that fails
+becomes an error record with the reason; the others are scored together and become records
+holding the same values as the HTTP results (:func:`service.contract.triage.build_results`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import msgspec
+
+from model.scorer import Scorer
+from service.batch.config import Columns
+from service.contract.priority import PriorityConfig
+from service.contract.schemas import Message
+from service.contract.triage import build_results, bundle_thresholds
+from service.contract.validate import ContractError, to_message
+
+_json = msgspec.json.Decoder()
+_to_builtins = msgspec.to_builtins
+#: message fields read from the columns of the same name in Columns (the author's are nested)
+_FIELDS = ("id", "channel", "promoted", "prior_contacts", "created_at")
+_AUTHOR = ("followers", "verified")
+
+
+class RowError(ValueError):
+    """A line that is not a JSON object; the message is the reason written to the output."""
+
+
+def _absent(v: Any) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
+
+def message_fields(row: dict[str, Any], cols: Columns) -> dict[str, Any]:
+    """The row's cells under the contract's field names, absent cells left out."""
+    text = row.get(cols.text)
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        raise RowError(f"missing text (column {cols.text!r})")
+    fields: dict[str, Any] = {"text": text}
+    fields.update({name: v for name in _FIELDS if not _absent(v := row.get(getattr(cols, name)))})
+    author = {name: v for name in _AUTHOR if not _absent(v := row.get(getattr(cols, name)))}
+    if author:
+        fields["author"] = author
+    return fields
+
+
+def row_id(row: dict[str, Any], cols: Columns) -> str | None:
+    """The id written on the row's record, valid or not (as text: the output column is a string)."""
+    v = row.get(cols.id)
+    return None if _absent(v) else str(v)
+
+
+def decode_line(line: bytes | str) -> dict[str, Any]:
+    """One JSONL line → dict; RowError for undecodable or non-object lines."""
+    try:
+        obj = _json.decode(line)
+    except msgspec.DecodeError as exc:
+        raise RowError(f"undecodable line: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise RowError(f"line is not a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def score_rows(scorer: Scorer, priority: PriorityConfig, rows: Sequence[tuple[int, Any]], cols: Columns,
+               max_chars: int) -> list[dict[str, Any]]:
+    """Score (row_no, raw) pairs, raw being a dict or a JSONL line; one record per row, in order."""
+    out: list[dict[str, Any] | None] = [None] * len(rows)
+    good: list[tuple[int, Message, dict[str, Any]]] = []
+    for k, (row_no, raw) in enumerate(rows):
+        rid, kept = None, dict.fromkeys(cols.keep)  # same keys on every record, parsable or not
+        try:
+            row = decode_line(raw) if isinstance(raw, (bytes, str)) else raw
+            rid = row_id(row, cols)
+            kept = {c: row.get(c) for c in cols.keep}
+            good.append((k, to_message(message_fields(row, cols), max_text_chars=max_chars), kept))
+        except (RowError, ContractError) as exc:
+            out[k] = {"row": row_no, "id": rid, "error": str(exc), **kept}
+    if good:
+        msgs = [m for _, m, _ in good]
+        preds = scorer.predict([m.text for m in msgs])
+        results = build_results(msgs, preds, bundle_thresholds(scorer.meta), priority, received_at=None)
+        for (k, _msg, kept), res in zip(good, results):
+            out[k] = {"row": rows[k][0], **_to_builtins(res), "error": None, **kept}
+    return [r for r in out if r is not None]

@@ -1,0 +1,78 @@
+"""Triage: model predictions + language + priority → one :class:`Result` per message.
+
+The HTTP API and the batch job (local and Ray) both build their results here, from the same
+:class:`model.Scorer` outputs and the same thresholds, so a message gets the same values everywhere.
+
+The decisions use the bundle's thresholds (:func:`bundle_thresholds`): ``is_complaint`` is
+``complaint_probability >= complaint_threshold``, and the same decision gates the priority
+boosts from metadata, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from model.bundle import BundleMeta
+from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
+from model.scorer import Predictions, Scorer
+from service.contract.langid import detect_language
+from service.contract.priority import PriorityConfig, Signals, priority
+from service.contract.schemas import Message, Result
+
+#: for bundles written before BundleMeta had a complaint_threshold
+DEFAULT_COMPLAINT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The decision thresholds of one bundle."""
+
+    complaint: float
+    private_followup: float
+
+
+def bundle_thresholds(meta: BundleMeta) -> Thresholds:
+    """The bundle's thresholds: ``complaint_threshold`` (0.5 when the bundle has none) and the
+    calibrated private-follow-up threshold."""
+    complaint = float(getattr(meta, "complaint_threshold", DEFAULT_COMPLAINT_THRESHOLD))
+    return Thresholds(complaint=complaint, private_followup=meta.followup_threshold)
+
+
+def build_results(messages: Sequence[Message], preds: Predictions, thresholds: Thresholds, cfg: PriorityConfig,
+                  received_at: datetime | None = None) -> list[Result]:
+    """Turn head probabilities into contract results (input order preserved).
+
+    ``received_at`` stands in for a missing ``created_at`` when judging business hours (the
+    HTTP API passes the arrival time; batch jobs pass None so old files score deterministically).
+    """
+    results = []
+    for i, msg in enumerate(messages):
+        sev = {label: float(p) for label, p in zip(SEVERITY_LABELS, preds.severity[i])}
+        sen = {label: float(p) for label, p in zip(SENTIMENT_LABELS, preds.sentiment[i])}
+        fol_p = float(preds.followup[i])
+        fol = fol_p >= thresholds.private_followup
+        complaint_p = 1.0 - sev["none"]
+        complaint = complaint_p >= thresholds.complaint
+        author = msg.author
+        prio, reasons = priority(Signals(
+            severity_scores=sev, is_complaint=complaint, private_followup=fol, private_followup_probability=fol_p,
+            channel=msg.channel, followers=author.followers if author else None,
+            verified=author.verified if author else None, promoted=msg.promoted,
+            prior_contacts=msg.prior_contacts, when=msg.created_at or received_at), cfg)
+        results.append(Result(
+            id=msg.id, severity=max(sev, key=sev.__getitem__), severity_scores=sev,
+            complaint_probability=complaint_p, is_complaint=complaint,
+            private_followup=fol, private_followup_probability=fol_p,
+            sentiment=max(sen, key=sen.__getitem__), sentiment_scores=sen,
+            language=detect_language(msg.text), priority=prio, priority_reasons=reasons,
+            truncated=bool(preds.truncated[i])))
+    return results
+
+
+def score_messages(scorer: Scorer, messages: Sequence[Message], cfg: PriorityConfig,
+                   received_at: datetime | None = None) -> list[Result]:
+    """In-process scoring of a list of messages (the reference the service must equal)."""
+    preds = scorer.predict([m.text for m in messages])
+    return build_results(messages, preds, bundle_thresholds(scorer.meta), cfg, received_at)

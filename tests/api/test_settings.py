@@ -1,0 +1,45 @@
+"""Settings from CT_* variables: conversion, validation (a bad value names its variable), API keys."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from service.api.settings import Settings, load_api_keys
+from service.errors import UsageError
+
+
+def test_settings_from_env(tmp_path: Path) -> None:
+    s = Settings.from_env({"CT_PORT": "9001", "CT_MAX_BATCH": "16", "CT_API_KEYS": "a, b", "CT_LOG_TEXTS": "1"})
+    assert (s.port, s.max_batch, s.api_keys, s.log_texts) == (9001, 16, frozenset({"a", "b"}), True)
+    with pytest.raises(UsageError, match="CT_PORT"):
+        Settings.from_env({"CT_PORT": "eighty"})
+    with pytest.raises(UsageError, match="CT_MAX_QUEUE"):
+        Settings(max_queue=10, max_messages=20)
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"CT_LOG_TEXTS": "ture"}, "CT_LOG_TEXTS='ture'"),  # a typo no longer means "off"
+    ({"CT_ORT_THREADS": "-1"}, "CT_ORT_THREADS"),
+    ({"CT_MAX_WAIT_MS": "-5"}, "CT_MAX_WAIT_MS"),
+    ({"CT_LOG_LEVEL": "loud"}, "CT_LOG_LEVEL='loud'"),
+    ({"CT_API_KEYS_FILE": "/no/such/keys"}, "CT_API_KEYS_FILE='/no/such/keys'"),
+])
+def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        Settings.from_env(env)
+
+
+def test_flags_accept_the_documented_spellings() -> None:
+    for on in ("1", "true", "YES", "on"):
+        assert Settings.from_env({"CT_ORT_SPIN": on}).ort_spin is True
+    for off in ("0", "false", "No", "off"):
+        assert Settings.from_env({"CT_LOG_TEXTS": off}).log_texts is False
+
+
+def test_api_keys_from_variable_and_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# comment\nk-one\n  k-two  \n\n")
+    assert load_api_keys({"CT_API_KEYS": "a, b,", "CT_API_KEYS_FILE": str(keys)}) == {"a", "b", "k-one", "k-two"}

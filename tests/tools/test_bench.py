@@ -1,0 +1,73 @@
+"""Benchmark plumbing that can be checked without timing anything: the assembly-memory harness
+runs the real writers and counts every row; the report turns figures into targets correctly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli import main as cli_main
+from tests.batch.helpers import make_rows, write_jsonl
+from tools.bench_report import render, table, targets
+
+
+def test_assembly_harness_writes_every_row_in_every_format(tiny_bundle: Path, tmp_path: Path) -> None:
+    from tools.bench_assembly import measure
+
+    src, scored = write_jsonl(tmp_path / "in.jsonl", make_rows(40, seed=5)), tmp_path / "scored.jsonl"
+    assert cli_main(["score", "--input", str(src), "--output", str(scored), "--model", str(tiny_bundle),
+                     "--quiet"]) == 0
+    res = measure(scored, rows=70, scale=3, chunk_rows=32)  # 70 = 2 full parts + a short one
+    assert [(r["format"], r["rows"]) for r in res] == [(f, n) for f in ("jsonl", "csv", "parquet") for n in (70, 210)]
+    for r in res:
+        assert r["rows_out"] == r["rows"] and r["output_mb"] > 0 and r["peak_rss_mb"] >= r["rss_before_mb"]
+    assert not list(Path(tmp_path).glob("*.partial"))
+
+
+def _result(assembly_added: tuple[float, float]) -> dict[str, Any]:
+    check = {"rows_out": 200_000, "rows_in": 200_000, "in_order": True, "error_rows": 0, "one_per_input_row": True}
+    cli = {"rows": 200_000, "rows_per_s": 135.0, "peak_rss_mb": 1040.0, "errors": 0, "seconds": 1480.0,
+           "output_check": check}
+    big = {**cli, "rows": 1_000_000, "peak_rss_mb": 1050.0,
+           "output_check": {**check, "rows_out": 999_999, "rows_in": 1_000_000, "one_per_input_row": False}}
+    asm = [{"format": "parquet", "rows": n, "added_mb": a, "rss_before_mb": 84.0, "peak_rss_mb": 84.0 + a,
+            "output_mb": 10.0, "rows_out": n} for n, a in zip((200_000, 1_000_000), assembly_added)]
+    return {"meta": {"started_at": "t", "bundle": "b", "model": "m", "quantization": "none", "cpu_count": 2,
+                     "onnxruntime": "x", "duration_s": 1.0, "warmup_s": 1.0, "quick": False},
+            "raw": {"batches": [], "best_batch_size": 8},
+            "batch": {"rows": 200_000, "scale": 5, "batch_size": 8, "cli": cli, "cli_scaled": big,
+                      "raw_ort_msgs_per_s": 140.0, "raw_ort_messages": 20_000, "ratio_vs_raw": 135 / 140,
+                      "rss_growth": 1050 / 1040 - 1, "assembly": asm}}
+
+
+@pytest.mark.parametrize(("added", "status"), [((113.0, 112.8), "PASS"), ((113.0, 400.0), "MISS")])
+def test_report_judges_assembly_and_batch_targets(added: tuple[float, float], status: str) -> None:
+    res = _result(added)
+    checks = {t.name.split(" (")[0]: t for t in targets(res)}
+    assert checks["final-file assembly memory flat"].status == status
+    assert checks["batch CLI ≥ 90% of raw ORT"].status == "PASS"  # 135 vs 140 = 96 %
+    assert checks["batch peak RSS flat"].status == "PASS"
+    assert checks["batch output: one row per input row, in order"].status == "MISS"  # 999,999 of 1,000,000
+    md = render(res, targets(res))
+    assert "20,000 of the same msgs (uniform sample)" in table(res)
+    assert "| final-file assembly | parquet, 1,000,000 rows |" in md
+    assert "OUTPUT WRONG: 999,999 rows for 1,000,000 input rows" in md
+
+
+def test_output_check_catches_lost_duplicated_and_reordered_rows(tmp_path: Path) -> None:
+    from tools.bench_batch import verify_output
+
+    def check(rows: list[int]) -> dict[str, Any]:
+        path = tmp_path / "out.jsonl"
+        path.write_text("".join(json.dumps({"row": r, "id": "x", "error": None if r % 3 else "bad"}) + "\n"
+                                for r in rows))
+        return verify_output(path, 6)
+
+    assert check([0, 1, 2, 3, 4, 5]) == {"rows_out": 6, "rows_in": 6, "in_order": True, "error_rows": 2,
+                                          "one_per_input_row": True}
+    assert not check([0, 1, 2, 3, 4])["one_per_input_row"]  # lost
+    assert not check([0, 1, 2, 2, 3, 4, 5])["one_per_input_row"]  # duplicated
+    assert not check([0, 2, 1, 3, 4, 5])["in_order"]  # reordered
