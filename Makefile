@@ -18,8 +18,8 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-CORPUS     := $(wildcard data/corpus/*.jsonl) $(wildcard data/challenge/*.jsonl)
-TRAIN_SRC  := $(wildcard training/*.py) model/labels.py model/text.py model/bundle.py
+CORPUS     := $(wildcard data/corpus/*.jsonl) $(wildcard data/challenge/*.jsonl) $(wildcard data/field/*.jsonl)
+TRAIN_SRC  := $(wildcard training/*.py) $(wildcard model/*.py)
 STAMP      := $(VENV)/.installed
 
 help: ## list the targets

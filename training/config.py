@@ -39,8 +39,8 @@ class TrainConfig:
     name: str = "complaint-triage"
     version: str = "1.0.0"
     max_length: int = 128
-    batch_size: int = 16
-    epochs: int = 4
+    batch_size: int = 32
+    epochs: int = 3
     learning_rate: float = 5e-5
     head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -48,12 +48,12 @@ class TrainConfig:
     dropout: float = 0.1
     freeze_embeddings: bool = True
     #: freeze the embeddings and the lowest N encoder layers (backward stops above them)
-    freeze_layers: int = 0
+    freeze_layers: int = 4
     #: severity head: "softmax" (plain cross-entropy), "soft" (neighbour-smoothed targets) or
     #: "corn" (conditional ordinal logits)
-    severity_loss: str = "softmax"
+    severity_loss: str = "soft"
     #: bf16 autocast for the encoder's forward/backward on CPU (needs avx512_bf16 or AMX to pay off)
-    bf16: bool = False
+    bf16: bool = True
     #: fit a temperature per head and the complaint threshold on the validation split
     calibrate: bool = True
     #: expected share of complaints where the model will be deployed (0 = as in training);
@@ -62,7 +62,7 @@ class TrainConfig:
     patience: int = 1
     seed: int = 13
     #: stop training (keeping the best epoch) once this many seconds have passed
-    time_budget_s: float = 660.0
+    time_budget_s: float = 780.0
     #: use at most this many training rows (0 = all); for smoke tests
     max_train_rows: int = 0
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)

@@ -61,7 +61,7 @@ def load_runtime(settings: Settings) -> Runtime:
     :class:`~service.errors.UsageError` or ``BundleError`` with the reason."""
     priority = load_config(settings.priority_config, timezone_name=settings.timezone)
     scorer = Scorer.load(settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
-                         spin=settings.ort_spin)
+                         spin=settings.ort_spin, complaint_prior=settings.complaint_prior)
     scorer.predict(["warm-up message"] * 8)
     return Runtime(scorer, priority, bundle_thresholds(scorer.meta))
 

@@ -50,6 +50,9 @@ class Settings:
     read_timeout_s: float = 15.0
     #: idle keep-alive connections are closed after this many seconds (uvicorn timeout_keep_alive)
     keep_alive_s: float = 5.0
+    #: expected share of complaints in this deployment's traffic: P(severity) is corrected for
+    #: it by Bayes' rule (None = the bundle's choice, usually no correction)
+    complaint_prior: float | None = None
 
     def __post_init__(self) -> None:
         positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_queue")
@@ -61,6 +64,8 @@ class Settings:
                              f"{', '.join(f'CT_{n.upper()}' for n in bad)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise UsageError(f"CT_LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        if self.complaint_prior is not None and not 0 < self.complaint_prior < 1:
+            raise UsageError(f"CT_COMPLAINT_PRIOR={self.complaint_prior}: must be between 0 and 1 (exclusive)")
         if self.max_queue < self.max_messages:
             raise UsageError("CT_MAX_QUEUE must be >= CT_MAX_MESSAGES, or a full request could never be queued")
 
@@ -72,7 +77,7 @@ class Settings:
                 "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
                 "ort_threads": int, "ort_spin": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
-                "keep_alive_s": float}
+                "keep_alive_s": float, "complaint_prior": float}
         values: dict[str, object] = {}
         for name, kind in conv.items():
             raw = env.get(f"CT_{name.upper()}")

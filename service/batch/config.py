@@ -56,6 +56,8 @@ class JobConfig:
     actors: int = 2
     cpus_per_actor: int = 1
     read_rows: int = 65_536
+    #: deployment complaint rate for the prior correction (None = the bundle's choice)
+    complaint_prior: float | None = None
 
     def __post_init__(self) -> None:
         positive = ("chunk_rows", "batch_size", "max_text_chars", "actors", "cpus_per_actor", "read_rows")
@@ -110,6 +112,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--actors", type=int, default=d.actors, help="Ray: scorer actors")
     p.add_argument("--cpus-per-actor", type=int, default=d.cpus_per_actor, help="Ray: CPUs (and ORT threads) per actor")
+    p.add_argument("--complaint-prior", type=float, default=None,
+                   help="expected share of complaints in this file's source, corrects P(severity) by Bayes' rule "
+                        "(default: the bundle's setting, usually none)")
     p.add_argument("--read-rows", type=int, default=d.read_rows, help="Ray: rows per read task")
 
 

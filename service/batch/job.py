@@ -97,7 +97,8 @@ def run(job: JobConfig) -> int:
         raise UsageError(f"cannot read input {job.input!r}")
     prio = load_config(job.priority_config, timezone_name=job.timezone)
     try:  # the one load: files hashed once; Ray actors load their own copy after this check
-        scorer = Scorer.load(job.bundle, intra_op_threads=job.threads, batch_size=job.batch_size)
+        scorer = Scorer.load(job.bundle, intra_op_threads=job.threads, batch_size=job.batch_size,
+                             complaint_prior=job.complaint_prior)
     except BundleError as exc:
         raise UsageError(str(exc)) from None
     out = Path(job.output if job.output != "-" else f"stdout-{os.getpid()}.jsonl")

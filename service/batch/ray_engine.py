@@ -35,7 +35,8 @@ class RayScorer:
         from model.scorer import Scorer
         from service.contract.priority import load_config
 
-        self.scorer = Scorer.load(job.bundle, intra_op_threads=job.cpus_per_actor, batch_size=job.batch_size)
+        self.scorer = Scorer.load(job.bundle, intra_op_threads=job.cpus_per_actor, batch_size=job.batch_size,
+                             complaint_prior=job.complaint_prior)
         self.priority = load_config(job.priority_config, timezone_name=job.timezone)
         self.job = job
 

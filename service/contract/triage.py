@@ -3,9 +3,11 @@
 The HTTP API and the batch job (local and Ray) both build their results here, from the same
 :class:`model.Scorer` outputs and the same thresholds, so a message gets the same values everywhere.
 
-The decisions use the bundle's thresholds (:func:`bundle_thresholds`): ``is_complaint`` is
-``complaint_probability >= complaint_threshold``, and the same decision gates the priority
-boosts from metadata, so the two can never disagree.
+The decisions come from :func:`model.decisions.decide_arrays` with the bundle's calibrated
+thresholds (:func:`bundle_thresholds`): ``is_complaint`` is ``complaint_probability >=
+complaint_threshold``, ``severity`` is ``none`` exactly when it is not a complaint (else the
+most likely complaint level), and the same decision gates the priority boosts, so none of
+them can disagree.
 """
 
 from __future__ import annotations
@@ -15,14 +17,12 @@ from datetime import datetime
 from typing import Sequence
 
 from model.bundle import BundleMeta
+from model.decisions import decide_arrays
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
 from model.scorer import Predictions, Scorer
 from service.contract.langid import detect_language
 from service.contract.priority import PriorityConfig, Signals, priority
 from service.contract.schemas import Message, Result
-
-#: for bundles written before BundleMeta had a complaint_threshold
-DEFAULT_COMPLAINT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Thresholds:
 def bundle_thresholds(meta: BundleMeta) -> Thresholds:
     """The bundle's thresholds: ``complaint_threshold`` (0.5 when the bundle has none) and the
     calibrated private-follow-up threshold."""
-    complaint = float(getattr(meta, "complaint_threshold", DEFAULT_COMPLAINT_THRESHOLD))
+    complaint = float(meta.complaint_threshold)
     return Thresholds(complaint=complaint, private_followup=meta.followup_threshold)
 
 
@@ -48,13 +48,15 @@ def build_results(messages: Sequence[Message], preds: Predictions, thresholds: T
     HTTP API passes the arrival time; batch jobs pass None so old files score deterministically).
     """
     results = []
+    dec = decide_arrays(preds.severity, preds.followup, preds.sentiment, thresholds.complaint,
+                        thresholds.private_followup)
     for i, msg in enumerate(messages):
         sev = {label: float(p) for label, p in zip(SEVERITY_LABELS, preds.severity[i])}
         sen = {label: float(p) for label, p in zip(SENTIMENT_LABELS, preds.sentiment[i])}
         fol_p = float(preds.followup[i])
-        fol = fol_p >= thresholds.private_followup
+        fol = bool(dec.private_followup[i])
         complaint_p = 1.0 - sev["none"]
-        complaint = complaint_p >= thresholds.complaint
+        complaint = bool(dec.is_complaint[i])
         author = msg.author
         prio, reasons = priority(Signals(
             severity_scores=sev, is_complaint=complaint, private_followup=fol, private_followup_probability=fol_p,
@@ -62,10 +64,10 @@ def build_results(messages: Sequence[Message], preds: Predictions, thresholds: T
             verified=author.verified if author else None, promoted=msg.promoted,
             prior_contacts=msg.prior_contacts, when=msg.created_at or received_at), cfg)
         results.append(Result(
-            id=msg.id, severity=max(sev, key=sev.__getitem__), severity_scores=sev,
+            id=msg.id, severity=SEVERITY_LABELS[int(dec.severity[i])], severity_scores=sev,
             complaint_probability=complaint_p, is_complaint=complaint,
             private_followup=fol, private_followup_probability=fol_p,
-            sentiment=max(sen, key=sen.__getitem__), sentiment_scores=sen,
+            sentiment=SENTIMENT_LABELS[int(dec.sentiment[i])], sentiment_scores=sen,
             language=detect_language(msg.text), priority=prio, priority_reasons=reasons,
             truncated=bool(preds.truncated[i])))
     return results

@@ -18,7 +18,7 @@ from service.api.app import create_app, load_runtime
 from service.api.settings import Settings
 from service.contract.priority import load_config
 from service.contract.schemas import Author, Message
-from service.contract.triage import DEFAULT_COMPLAINT_THRESHOLD, Thresholds, build_results, bundle_thresholds
+from service.contract.triage import Thresholds, build_results, bundle_thresholds
 
 # p(none) = 0.3: complaint probability 0.7, a complaint at 0.5 but not at 0.8
 PREDS = Predictions(severity=np.array([[0.3, 0.1, 0.2, 0.3, 0.1]]), followup=np.array([0.9]),
@@ -28,8 +28,8 @@ VIRAL = Message(text="you are the best airline!", channel="twitter", author=Auth
 
 
 def test_bundles_without_a_complaint_threshold_use_the_default(tiny_bundle: Path) -> None:
-    meta = read_meta(tiny_bundle)
-    assert bundle_thresholds(meta) == Thresholds(complaint=DEFAULT_COMPLAINT_THRESHOLD,
+    meta = read_meta(tiny_bundle)  # written without calibration: BundleMeta's default 0.5
+    assert bundle_thresholds(meta) == Thresholds(complaint=0.5,
                                                  private_followup=meta.followup_threshold)
     given = SimpleNamespace(followup_threshold=0.42, complaint_threshold=0.8)  # a bundle that records one
     assert bundle_thresholds(given) == Thresholds(complaint=0.8, private_followup=0.42)  # type: ignore[arg-type]
@@ -55,3 +55,12 @@ def test_info_shows_the_threshold_the_results_use(tiny_bundle: Path) -> None:
         assert c.get("/info").json()["thresholds"]["is_complaint"] == 0.999999
         res = c.post("/v1/score", json={"messages": [{"text": "refund me now, this is a scam"}]}).json()["results"][0]
         assert res["is_complaint"] is (res["complaint_probability"] >= 0.999999)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8])
+def test_severity_label_follows_the_complaint_decision(threshold: float) -> None:
+    """P(none) = 0.3 is the largest single score, yet at 0.5 this is a complaint: the label is the
+    most likely complaint level; at 0.8 it is not a complaint and the label is none."""
+    [res] = build_results([VIRAL], PREDS, Thresholds(complaint=threshold, private_followup=0.5), load_config())
+    assert res.severity == ("high" if threshold == 0.5 else "none")
+    assert (res.severity == "none") is (not res.is_complaint)
