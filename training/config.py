@@ -104,6 +104,41 @@ class TrainConfig:
         return Path(self.output_dir)
 
 
+#: help text of every TrainConfig field (``train --help`` adds the default); a test checks completeness
+HELP: dict[str, str] = {
+    "data": "labeled data files or directories (JSONL, CSV, Parquet)",
+    "challenge": "evaluation-only hard cases (skipped when the path does not exist)",
+    "field_set": "evaluation-only field set, never trained on or used for selection (skipped when absent)",
+    "backbone": "encoder: multilingual-e5-small, all-MiniLM-L6-v2 or a local Hugging Face directory",
+    "output_dir": "where the bundle is written (atomically, when complete)",
+    "name": "model name recorded in the bundle",
+    "version": "model version recorded in the bundle",
+    "max_length": "tokens per text (longer texts are truncated and flagged)",
+    "batch_size": "training batch size",
+    "epochs": "maximum number of epochs",
+    "learning_rate": "encoder learning rate (AdamW)",
+    "head_learning_rate": "learning rate of the three heads",
+    "weight_decay": "AdamW weight decay",
+    "warmup_ratio": "share of steps with linear warm-up",
+    "dropout": "dropout before the heads",
+    "freeze_embeddings": "freeze the word-embedding matrix (most of the parameters)",
+    "freeze_layers": "also freeze the embeddings block and the lowest N encoder layers (faster backward)",
+    "severity_loss": "severity head: softmax, soft (neighbour-smoothed ordinal targets) or corn",
+    "bf16": "bf16 autocast on CPU for the forward/backward pass",
+    "calibrate": "fit a temperature per head and the complaint/follow-up thresholds on validation",
+    "complaint_prior": "deployment complaint rate applied by Bayes' rule at scoring (0 = none)",
+    "patience": "epochs without validation improvement before early stopping",
+    "seed": "random seed (shuffling, initialisation)",
+    "time_budget_s": "stop training after this many seconds, keeping the best epoch",
+    "max_train_rows": "use at most this many training rows (0 = all; for smoke tests)",
+    "loss_weights": "weights of the severity, follow-up and sentiment losses",
+    "quantize": "try int8 and keep it only if it passes the agreement/F1 gate",
+    "min_int8_agreement": "int8 gate: minimum decision agreement with fp32",
+    "max_int8_f1_drop": "int8 gate: maximum macro-F1 drop on any head",
+    "threads": "torch threads (0 = all cores)",
+}
+
+
 def _parse_bool(text: str) -> bool:
     low = text.lower()
     if low in {"1", "true", "yes", "on"}:
@@ -120,13 +155,15 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        text = f"{HELP[f.name]} (default: {shown})"
         if isinstance(default, bool):
-            parser.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL")
+            parser.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL", help=text)
         elif isinstance(default, tuple):
             kind = type(default[0]) if default else str
-            parser.add_argument(flag, type=kind, nargs="+", default=None)
+            parser.add_argument(flag, type=kind, nargs="+", default=None, help=text)
         else:
-            parser.add_argument(flag, type=type(default), default=None)
+            parser.add_argument(flag, type=type(default), default=None, help=text)
     for f in dataclasses.fields(ColumnMap):
         parser.add_argument(f"--{f.name.replace('_', '-')}-col", dest=f"col_{f.name}", default=None,
                             help=f"input column holding {f.name} (default {f.default!r})")

@@ -63,7 +63,8 @@ def render_v2(corpus: list[dict[str, Any]], field: list[dict[str, Any]]) -> list
     return lines
 
 
-def render(corpus: list[dict[str, Any]], challenge: list[dict[str, Any]], field: list[dict[str, Any]] | None = None,
+def render(corpus: list[dict[str, Any]], challenge: list[dict[str, Any]],
+           field_rows: list[dict[str, Any]] | None = None,
            second: list[dict[str, Any]] | None = None, adjudicated: list[dict[str, Any]] | None = None) -> str:
     """Markdown tables: split sizes, label × split, language × split, language × severity; with the
     v2 extras, the case mix, the field set and the blind second-label agreement."""
@@ -91,12 +92,12 @@ def render(corpus: list[dict[str, Any]], challenge: list[dict[str, Any]], field:
               f"{sum(bool(r.get('code_switched')) or r.get('phenomenon') == 'code_switching' for r in challenge)} "
               "in the challenge set.",
               f"Industries: {len({r['industry'] for r in corpus})}; channels: {len({r['channel'] for r in corpus})}."]
-    lines += render_v2(corpus, field or [])
+    lines += render_v2(corpus, field_rows or [])
     if second:
         from training.agreement import agreement, first_labels, render_agreement
 
         adj = adjudicated or []
-        for name, rows in (("corpus", corpus), ("field set", field or [])):
+        for name, rows in (("corpus", corpus), ("field set", field_rows or [])):
             lines += render_agreement(name, agreement(first_labels(rows, adj), second))
         changed = Counter(rec["head"] for rec in adj if rec["final"] != rec["first"])
         lines += ["", f"Adjudicated disagreements: {len(adj)} (head × message); the final label differs from the "
