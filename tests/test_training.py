@@ -164,6 +164,6 @@ def test_baseline_skips_a_head_without_labels(tmp_path: Path) -> None:
              "sentiment": ["negative", "positive"][i % 2]} for i, t in enumerate(texts * 4)]
     ex = load_examples([write_jsonl(tmp_path / "p.jsonl", rows)])
     pred = Baseline().fit(ex).predict(ex)
-    assert (pred["private_followup"] == MISSING).all() and set(pred["severity"]) <= {0, 2, 3}
+    assert (pred["private_followup"] == MISSING).all() and set(pred["severity"].tolist()) <= {0, 1, 3}
     metrics = evaluate(ex, pred)
     assert metrics["private_followup"] == {"n": 0} and metrics["severity"]["n"] == len(ex)
