@@ -51,7 +51,7 @@ def existing_texts(skip: Path) -> list[str]:
     texts = []
     for sub in ("corpus", "challenge", "field"):
         for path in sorted((ROOT / "data" / sub).glob("*.jsonl")):
-            if path != skip:
+            if path.resolve() != skip:
                 texts += [json.loads(x)["text"] for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
     return texts
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", default="v2")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "data" / "corpus")
     args = ap.parse_args(argv)
-    out = args.out_dir / f"{args.prefix}-{args.writer}.jsonl"
+    out = (args.out_dir / f"{args.prefix}-{args.writer}.jsonl").resolve()
     rows, bad_lines = [], 0
     for part in args.parts:
         for line in part.read_text(encoding="utf-8").splitlines():
