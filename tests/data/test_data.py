@@ -16,7 +16,7 @@ from training.data import split_of
 from training.dedupe import near_duplicate_pairs, norm
 from training.stats import ACCUSATION_CASES, BEGIN, END, HARD_NEGATIVE_CASES, read_jsonl, read_v2_extras, render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = read_jsonl([str(ROOT / "data" / "corpus")])
 CHALLENGE = read_jsonl([str(ROOT / "data" / "challenge")])
 FIELD, SECOND, ADJUDICATED = read_v2_extras(ROOT / "data")
