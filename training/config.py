@@ -70,6 +70,8 @@ class TrainConfig:
     min_int8_agreement: float = 0.995
     max_int8_f1_drop: float = 0.01
     threads: int = 0
+    #: map the data's label values to ours, one spec per head: "severity=0:none,1:low,…"
+    label_map: tuple[str, ...] = ()
     columns: ColumnMap = field(default_factory=ColumnMap)
 
     def __post_init__(self) -> None:
@@ -136,6 +138,9 @@ HELP: dict[str, str] = {
     "min_int8_agreement": "int8 gate: minimum decision agreement with fp32",
     "max_int8_f1_drop": "int8 gate: maximum macro-F1 drop on any head",
     "threads": "torch threads (0 = all cores)",
+    "label_map": "map your label values to ours, one spec per head, e.g. severity=0:none,1:low,2:medium,"
+                 "3:high,4:critical sentiment=neg:negative,neu:neutral,pos:positive "
+                 "(research-scale severity names are understood without a map)",
 }
 
 
@@ -155,7 +160,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = (" ".join(map(str, default)) or "none") if isinstance(default, tuple) else default
         text = f"{HELP[f.name]} (default: {shown})"
         if isinstance(default, bool):
             parser.add_argument(flag, type=_parse_bool, default=None, metavar="BOOL", help=text)

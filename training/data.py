@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS, parse_bool_label
 from training.config import ColumnMap
+from training.labelmap import LabelMaps, map_value, parse_label_maps
 
 SPLITS = ("train", "validation", "test")
 MISSING = -1
@@ -90,13 +91,14 @@ def _label(value: Any, labels: Sequence[str], where: str, field: str) -> int:
     return labels.index(text)
 
 
-def to_example(row: dict[str, Any], cols: ColumnMap, where: str, index: int) -> Example:
-    """Validate and convert one raw row."""
+def to_example(row: dict[str, Any], cols: ColumnMap, where: str, index: int,
+               maps: LabelMaps | None = None) -> Example:
+    """Validate and convert one raw row (label values first mapped through ``maps``)."""
     text = row.get(cols.text)
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{where}: missing or empty text in column {cols.text!r}")
     try:
-        followup = parse_bool_label(row.get(cols.private_followup))
+        followup = parse_bool_label(map_value("private_followup", row.get(cols.private_followup), maps))
     except ValueError as exc:
         raise DataError(f"{where}: {exc}") from exc
     ex_id = row.get(cols.id)
@@ -104,19 +106,26 @@ def to_example(row: dict[str, Any], cols: ColumnMap, where: str, index: int) -> 
         id=str(ex_id) if ex_id not in (None, "") else f"row-{index}",
         text=text,
         lang=str(row.get(cols.lang) or "und"),
-        severity=_label(row.get(cols.severity), SEVERITY_LABELS, where, "severity"),
+        severity=_label(map_value("severity", row.get(cols.severity), maps), SEVERITY_LABELS, where, "severity"),
         followup=MISSING if followup is None else int(followup),
-        sentiment=_label(row.get(cols.sentiment), SENTIMENT_LABELS, where, "sentiment"),
+        sentiment=_label(map_value("sentiment", row.get(cols.sentiment), maps), SENTIMENT_LABELS, where,
+                         "sentiment"),
     )
 
 
-def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None) -> list[Example]:
-    """Load and validate every row; a row with no label at all is an error."""
+def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None,
+                  label_map: Sequence[str] = ()) -> list[Example]:
+    """Load and validate every row; a row with no label at all is an error. ``label_map`` specs
+    (``severity=0:none,…``) translate the file's label values first (training.labelmap)."""
     cols = cols or ColumnMap()
+    try:
+        maps = parse_label_maps(label_map)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     examples: list[Example] = []
     seen: set[str] = set()
     for i, (path, row) in enumerate(read_rows(paths)):
-        ex = to_example(row, cols, f"{path} row {i}", i)
+        ex = to_example(row, cols, f"{path} row {i}", i, maps)
         if ex.severity == ex.followup == ex.sentiment == MISSING:
             raise DataError(f"{path} row {i} (id {ex.id}): has none of the label columns "
                             f"{cols.severity!r}, {cols.private_followup!r}, {cols.sentiment!r}")

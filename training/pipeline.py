@@ -100,7 +100,7 @@ def build(cfg: TrainConfig) -> Path:
     timings: dict[str, float] = {}
     backbone = resolve(cfg.backbone)
     timings["backbone_s"] = time.monotonic() - t0
-    examples = load_examples(cfg.data, cfg.columns)
+    examples = load_examples(cfg.data, cfg.columns, cfg.label_map)
     splits = split_examples(examples)
     train_set = splits["train"][: cfg.max_train_rows or None]
     print(f"data: {len(examples)} rows → " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)

@@ -167,3 +167,25 @@ def test_baseline_skips_a_head_without_labels(tmp_path: Path) -> None:
     assert (pred["private_followup"] == MISSING).all() and set(pred["severity"].tolist()) <= {0, 1, 3}
     metrics = evaluate(ex, pred)
     assert metrics["private_followup"] == {"n": 0} and metrics["severity"]["n"] == len(ex)
+
+
+def test_label_map_translates_numeric_and_research_scale_labels(tmp_path: Path) -> None:
+    """Severity 0-4 and neg/neu/pos via --label-map; the research scale's names need no map."""
+    from training.data import DataError
+
+    rows = [{"id": "a", "text": "x", "severity": 0, "sentiment": "neg"},
+            {"id": "b", "text": "y", "severity": 4.0, "sentiment": "pos"},  # pandas-style float cell
+            {"id": "c", "text": "z", "severity": 2, "sentiment": "neu"}]
+    path = write_jsonl(tmp_path / "n.jsonl", rows)
+    ex = load_examples([path], label_map=("severity=0:none,1:low,2:medium,3:high,4:critical",
+                                          "sentiment=neg:negative,neu:neutral,pos:positive"))
+    assert [(e.severity, e.sentiment, e.followup) for e in ex] == [(0, 0, MISSING), (4, 2, MISSING), (2, 1, MISSING)]
+    research = write_jsonl(tmp_path / "r.jsonl", [{"id": "r1", "text": "x", "severity": "No explicit reproach"},
+                                                  {"id": "r2", "text": "y", "severity": "accusation"}])
+    assert [e.severity for e in load_examples([research])] == [1, 3]
+    with pytest.raises(DataError, match="unknown severity value"):
+        load_examples([path])  # without the map, 0-4 are not our labels: a clear error, not a guess
+    with pytest.raises(DataError, match="TO one of"):
+        load_examples([path], label_map=("severity=0:nothing",))
+    with pytest.raises(DataError, match="HEAD one of"):
+        load_examples([path], label_map=("mood=neg:negative",))
