@@ -40,6 +40,14 @@ def decide(preds, meta: BundleMeta) -> Decisions:  # type: ignore[no-untyped-def
                          meta.complaint_threshold, meta.followup_threshold)
 
 
+def check_complaint_prior(train_rate: float, target_rate: float) -> None:
+    """Raise :class:`BundleError` unless a prior correction from ``train_rate`` to ``target_rate`` is possible."""
+    if not 0.0 < train_rate < 1.0:
+        raise BundleError("this bundle does not record its training complaint rate; retrain to use a complaint prior")
+    if not 0.0 < target_rate < 1.0:
+        raise BundleError(f"complaint prior must be in (0, 1), got {target_rate}")
+
+
 def shift_complaint_prior(severity: np.ndarray, train_rate: float, target_rate: float) -> np.ndarray:
     """Re-weight severity probabilities for a deployment whose complaint rate differs from training.
 
@@ -47,10 +55,7 @@ def shift_complaint_prior(severity: np.ndarray, train_rate: float, target_rate: 
     (1 - target) / (1 - train) and the four complaint levels by target / train, renormalise.
     The ordering among complaint levels is unchanged; only the complaint/none balance moves.
     """
-    if not 0.0 < train_rate < 1.0:
-        raise BundleError("this bundle does not record its training complaint rate; retrain to use a complaint prior")
-    if not 0.0 < target_rate < 1.0:
-        raise BundleError(f"complaint prior must be in (0, 1), got {target_rate}")
+    check_complaint_prior(train_rate, target_rate)
     weights = np.array([(1.0 - target_rate) / (1.0 - train_rate)] + [target_rate / train_rate] * 4)
     shifted = severity * weights
     return shifted / shifted.sum(axis=1, keepdims=True)

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from model.bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, BundleMeta, read_meta, verify_files
-from model.decisions import shift_complaint_prior
+from model.decisions import check_complaint_prior, shift_complaint_prior
 from model.labels import ONNX_OUTPUTS, SENTIMENT_LABELS, SEVERITY_LABELS
 from model.text import TextEncoder
 
@@ -84,7 +84,7 @@ class Scorer:
         self._temps = (float(temps.get("severity", 1.0)), float(temps.get("private_followup", 1.0)),
                        float(temps.get("sentiment", 1.0)))
         if self.complaint_prior is not None:  # fail at load, not on the first request
-            shift_complaint_prior(np.full((1, 5), 0.2), meta.complaint_rate, self.complaint_prior)
+            check_complaint_prior(meta.complaint_rate, self.complaint_prior)
 
     @classmethod
     def load(cls, bundle_dir: str | Path, *, intra_op_threads: int = 0, inter_op_threads: int = 1,

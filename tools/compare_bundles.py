@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 from model.scorer import Scorer
-from training.data import load_examples, split_examples
-from training.evaluate import decisions, evaluate
+from training.data import load_examples, load_optional, split_examples
+from training.evaluate import bundle_decisions, evaluate
 
 COLUMNS = ("severity macro-F1", "complaint macro-F1", "complaint AUC", "severity MAE", "severity QWK",
            "follow-up macro-F1", "follow-up AUC", "sentiment macro-F1")
@@ -36,10 +36,9 @@ def main() -> int:
     ap.add_argument("--by-language", action="store_true", help="add per-language severity/sentiment rows")
     ap.add_argument("--output", type=Path)
     args = ap.parse_args()
-    sets = {"test": split_examples(load_examples([args.corpus]))["test"]}
-    for name, path in (("challenge", args.challenge), ("field", args.field)):
-        if Path(path).exists() and any(Path(path).glob("*.jsonl")):
-            sets[name] = load_examples([path])
+    sets = {"test": split_examples(load_examples([args.corpus]))["test"],
+            "challenge": load_optional(args.challenge), "field": load_optional(args.field)}
+    sets = {name: rows for name, rows in sets.items() if rows}
     lines = ["| set | n | bundle | " + " | ".join(COLUMNS) + " |", "|---|---:|---|" + "---:|" * len(COLUMNS)]
     langs: list[str] = []
     for spec in args.bundle:
@@ -47,8 +46,7 @@ def main() -> int:
         scorer = Scorer.load(path)
         for set_name, examples in sets.items():
             preds = scorer.predict([e.text for e in examples])
-            m = evaluate(examples, decisions(preds, scorer.meta.followup_threshold, scorer.meta.complaint_threshold),
-                         preds)
+            m = evaluate(examples, bundle_decisions(preds, scorer.meta), preds)
             cells = " | ".join("" if v is None else f"{v:.3f}" for v in row(m))
             lines.append(f"| {set_name} | {len(examples)} | {name} | {cells} |")
             if args.by_language:

@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from training.dedupe import near_duplicate_pairs, norm  # noqa: E402
+from training.stats import read_jsonl  # noqa: E402
 
 SENT = {"neg": "negative", "neu": "neutral", "pos": "positive"}
 ADJUDICATED = ROOT / "data" / "labels2" / "adjudicated.jsonl"
@@ -48,12 +49,10 @@ def final_labels() -> dict[str, dict]:
 
 
 def existing_texts(skip: Path) -> list[str]:
-    texts = []
-    for sub in ("corpus", "challenge", "field"):
-        for path in sorted((ROOT / "data" / sub).glob("*.jsonl")):
-            if path.resolve() != skip:
-                texts += [json.loads(x)["text"] for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return texts
+    """Texts of every corpus, challenge and field file except ``skip`` (the file being rewritten)."""
+    files = [str(p) for sub in ("corpus", "challenge", "field") for p in sorted((ROOT / "data" / sub).glob("*.jsonl"))
+             if p.resolve() != skip]
+    return [r["text"] for r in read_jsonl(files)] if files else []
 
 
 def near_duplicates(new: list[str], old: list[str], threshold: float = 0.6) -> set[int]:

@@ -17,6 +17,8 @@ import random
 import sys
 from pathlib import Path
 
+from training.stats import read_jsonl
+
 ROOT = Path(__file__).resolve().parent.parent
 LABELS2 = ROOT / "data" / "labels2"
 SENT = {"neg": "negative", "neu": "neutral", "pos": "positive"}
@@ -24,14 +26,8 @@ HEADS = ("severity", "private_followup", "sentiment")
 
 
 def first_labels() -> dict[str, dict]:
-    rows = {}
-    for sub in ("corpus", "field"):
-        for path in sorted((ROOT / "data" / sub).glob("*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    r = json.loads(line)
-                    rows[r["id"]] = r
-    return rows
+    """id → row of every corpus and field-set message, as the files hold it now."""
+    return {r["id"]: r for r in read_jsonl([str(ROOT / "data" / "corpus"), str(ROOT / "data" / "field")])}
 
 
 def keys(workdir: Path) -> dict[str, str]:

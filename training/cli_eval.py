@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from model.scorer import Scorer
 from training.config import ColumnMap
-from training.data import load_examples, split_examples
-from training.evaluate import decisions, evaluate
+from training.data import load_examples, load_optional, split_examples
+from training.evaluate import bundle_decisions, evaluate
 from training.report import HEADS, evaluate_bundle, markdown_report, summary
 
 
@@ -22,11 +21,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Print macro-F1 per head (and per language); with no --data, refresh the bundle's report."""
     if args.data is None:
         splits = split_examples(load_examples(args.corpus))
-        challenge = load_examples([args.challenge]) if Path(args.challenge).exists() else []
-        field_dir = Path(getattr(args, "field", None) or "data/field")
-        field = load_examples([field_dir]) if field_dir.is_dir() and any(field_dir.glob("*.jsonl")) else []
-        report = evaluate_bundle(args.bundle, splits["train"], {"test": splits["test"], "challenge": challenge,
-                                                                "field": field})
+        field = getattr(args, "field", None) or "data/field"
+        report = evaluate_bundle(args.bundle, splits["train"], {"test": splits["test"],
+                                                                "challenge": load_optional(args.challenge),
+                                                                "field": load_optional(field)})
         print(markdown_report(report))
         if args.output:
             args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -34,8 +32,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     examples = load_examples(args.data, _columns(args))
     scorer = Scorer.load(args.bundle)
     preds = scorer.predict([e.text for e in examples])
-    metrics = evaluate(examples, decisions(preds, scorer.meta.followup_threshold, scorer.meta.complaint_threshold),
-                       preds)
+    metrics = evaluate(examples, bundle_decisions(preds, scorer.meta), preds)
     print(f"{len(examples)} rows from {', '.join(args.data)}; macro-F1: " +
           ", ".join(f"{h} {v:.3f}" for h, v in summary(metrics).items()))
     for lang, row in metrics["per_language"].items():

@@ -136,6 +136,11 @@ def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None,
     return examples
 
 
+def load_optional(path: str | Path, cols: ColumnMap | None = None) -> list[Example]:
+    """An evaluation-only set (challenge, field): its examples, or [] when the path does not exist."""
+    return load_examples([path], cols) if Path(path).exists() else []
+
+
 def split_examples(examples: Sequence[Example]) -> dict[str, list[Example]]:
     """Group examples by their deterministic split."""
     out: dict[str, list[Example]] = {s: [] for s in SPLITS}

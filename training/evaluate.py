@@ -17,6 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from model.bundle import BundleMeta
 from model.decisions import decide_arrays
 from model.labels import FOLLOWUP_LABELS, SENTIMENT_LABELS, SEVERITY_LABELS
 from model.scorer import Predictions
@@ -30,6 +31,11 @@ def decisions(preds: Predictions, threshold: float, complaint_threshold: float =
     dec = decide_arrays(preds.severity, preds.followup, preds.sentiment, complaint_threshold, threshold)
     return {"severity": dec.severity, "private_followup": dec.private_followup.astype(int),
             "sentiment": dec.sentiment}
+
+
+def bundle_decisions(preds: Predictions, meta: BundleMeta) -> dict[str, np.ndarray]:
+    """:func:`decisions` with a bundle's calibrated thresholds, as the service applies them."""
+    return decisions(preds, meta.followup_threshold, meta.complaint_threshold)
 
 
 def gold_labels(examples: Sequence[Example]) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from model.text import TextEncoder
 from training.backbone import resolve
 from training.calibrate import Calibration, calibrate
 from training.config import TrainConfig
-from training.data import MISSING, Example, data_hash, expand_paths, load_examples, split_examples
+from training.data import MISSING, Example, data_hash, expand_paths, load_examples, load_optional, split_examples
 from training.evaluate import HEAD_LABELS, decisions, gold_labels, head_metrics
 from training.report import evaluate_bundle
 
@@ -30,16 +30,6 @@ def peak_rss_mib() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, kids) / 1024.0
-
-
-def load_challenge(cfg: TrainConfig) -> list[Example]:
-    path = Path(cfg.challenge)
-    return load_examples([path], cfg.columns) if path.exists() else []
-
-
-def load_field(cfg: TrainConfig) -> list[Example]:
-    path = Path(cfg.field_set)
-    return load_examples([path], cfg.columns) if path.exists() and any(path.glob("*.jsonl")) else []
 
 
 def complaint_rate(examples: Sequence[Example]) -> float:
@@ -138,8 +128,8 @@ def build(cfg: TrainConfig) -> Path:
         "onnx_parity_max_abs_diff": parity, "quantization": quant})
     write_meta(work, meta)
     t3 = time.monotonic()
-    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_challenge(cfg),
-                                      "field": load_field(cfg)}, cfg.seed)
+    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_optional(cfg.challenge, cfg.columns),
+                                      "field": load_optional(cfg.field_set, cfg.columns)}, cfg.seed)
     timings["evaluate_s"] = time.monotonic() - t3
     timings["total_s"] = time.monotonic() - t0
     _finish(work, final, timings)

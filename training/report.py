@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from model.bundle import BundleMeta, read_meta, write_meta
 from model.scorer import Scorer
 from training.data import Example
-from training.evaluate import Baseline, decisions, evaluate, plot_confusions, plot_reliability
+from training.evaluate import Baseline, bundle_decisions, evaluate, plot_confusions, plot_reliability
 
 HEADS = ("severity", "private_followup", "sentiment")
 
@@ -42,7 +42,7 @@ def evaluate_bundle(bundle_dir: Path, train: Sequence[Example], sets: dict[str, 
         if not examples:
             continue
         preds = scorer.predict([e.text for e in examples])
-        model_metrics = evaluate(examples, decisions(preds, meta.followup_threshold, meta.complaint_threshold), preds)
+        model_metrics = evaluate(examples, bundle_decisions(preds, meta), preds)
         entry: dict[str, Any] = {"n": len(examples), "model": model_metrics, "model_macro_f1": summary(model_metrics)}
         if baseline is not None:
             base_metrics = evaluate(examples, baseline.predict(examples))
