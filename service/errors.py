@@ -8,6 +8,7 @@ on stderr, no traceback, exit status :attr:`TriageError.exit_code`. Exit statuse
 1     the run failed part-way (an input that stops parsing, a write that fails)
 2     a user mistake found before any work: arguments, settings, priority config, bundle, input
 3     ``serve`` could not start listening (port in use, lifespan failure)
+4     ``score`` finished and wrote its output, but more than ``--max-error-rate`` of the rows are errors
 130   interrupted (Ctrl-C / SIGINT); ``score`` can be resumed by re-running the same command
 ====  ==========================================================================================
 """
@@ -30,6 +31,12 @@ class UsageError(TriageError):
     """A mistake in what the user asked for (arguments, settings, config files, bundle, input path)."""
 
     exit_code = 2
+
+
+class TooManyErrors(TriageError):
+    """``score`` wrote its output, but most rows (over ``--max-error-rate``) are error records."""
+
+    exit_code = 4
 
 
 class Interrupted(TriageError):

@@ -62,7 +62,7 @@ def _child(fmt: str, rows: int, part: str, work: str) -> dict[str, Any]:
     peak = _peak_rss()
     size = out.stat().st_size
     out.unlink()
-    return {"format": fmt, "rows": rows, "rows_out": sum(counts.values()), "rss_before_mb": before / 2**20,
+    return {"format": fmt, "rows": rows, "rows_out": counts.rows, "rss_before_mb": before / 2**20,
             "peak_rss_mb": peak / 2**20, "added_mb": (peak - before) / 2**20, "output_mb": size / 2**20}
 
 

@@ -107,17 +107,18 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
     rt = _runtime(state)
     settings: Settings = state.settings
     try:  # Litestar has converted the body into ScoreRequest (msgspec, lax): the rest of the one validator
-        check_request(data, max_messages=settings.max_messages, max_text_chars=settings.max_text_chars)
+        messages = check_request(data, max_messages=settings.max_messages, max_text_chars=settings.max_text_chars,
+                                 timestamps=settings.timestamps)
     except ContractError as exc:
         raise client_error(exc) from None
     try:
-        preds = await state.batcher.submit([m.text for m in data.messages])
+        preds = await state.batcher.submit([m.text for m in messages])
     except Overloaded as exc:
         metrics.ERRORS.labels("overloaded").inc()
         raise unavailable(f"overloaded: {exc}; retry later") from exc
     meta = rt.scorer.meta
-    build = partial(build_results, data.messages, preds, rt.thresholds, rt.priority, received_at=received)
-    if sum(len(m.text) for m in data.messages) > OFFLOAD_CHARS:
+    build = partial(build_results, messages, preds, rt.thresholds, rt.priority, received_at=received)
+    if sum(len(m.text) for m in messages) > OFFLOAD_CHARS:
         results = await anyio.to_thread.run_sync(build)  # language id is ~0.35 µs/char: keep the loop free
     else:
         results = build()
@@ -127,7 +128,7 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
         metrics.PREDICTIONS.labels("sentiment", r.sentiment).inc()
         metrics.PREDICTIONS.labels("private_followup", str(r.private_followup).lower()).inc()
     if settings.log_texts:
-        for m, r in zip(data.messages, results):
+        for m, r in zip(messages, results):
             log.debug("scored id=%s severity=%s text=%r", m.id, r.severity, m.text)
     return Response(ScoreResponse(meta.name, meta.version, results),
                     headers={MODEL_HEADER: f"{meta.name}/{meta.version}"})
@@ -218,16 +219,13 @@ def _document_request_limits(openapi: OpenAPI, settings: Settings) -> None:
     would otherwise see unknown fields, empty batches or 1 MB texts as valid.
     """
     schemas = openapi.components.schemas if openapi.components else None
-    if not schemas or not {"ScoreRequest", "Message", "Author"} <= set(schemas):
+    if not schemas or not {"ScoreRequest", "MessageIn"} <= set(schemas):
         return
-    for name in ("ScoreRequest", "Message", "Author"):
+    for name in ("ScoreRequest", "MessageIn"):
         schemas[name].additional_properties = False
     messages = schemas["ScoreRequest"].properties["messages"]  # type: ignore[index]
     if isinstance(messages, Schema):
         messages.min_items, messages.max_items = 1, settings.max_messages
-    text = schemas["Message"].properties["text"]  # type: ignore[index]
+    text = schemas["MessageIn"].properties["text"]  # type: ignore[index]
     if isinstance(text, Schema):
         text.min_length, text.max_length, text.pattern = 1, settings.max_text_chars, TEXT_PATTERN
-    followers = schemas["Author"].properties["followers"]  # type: ignore[index]
-    if isinstance(followers, Schema):
-        followers.minimum = 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from service.contract.timestamps import TimestampParser
 from service.errors import UsageError
 
 _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -53,6 +54,10 @@ class Settings:
     #: expected share of complaints in this deployment's traffic: P(severity) is corrected for
     #: it by Bayes' rule (None = the bundle's choice, usually no correction)
     complaint_prior: float | None = None
+    #: strptime format for created_at strings (None = the automatic formats of service.contract.timestamps)
+    created_at_format: str | None = None
+    #: IANA time zone of created_at values without an offset (None = UTC)
+    input_timezone: str | None = None
 
     def __post_init__(self) -> None:
         positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_queue")
@@ -66,8 +71,17 @@ class Settings:
             raise UsageError(f"CT_LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
         if self.complaint_prior is not None and not 0 < self.complaint_prior < 1:
             raise UsageError(f"CT_COMPLAINT_PRIOR={self.complaint_prior}: must be between 0 and 1 (exclusive)")
+        try:
+            self.timestamps  # noqa: B018 (checks CT_CREATED_AT_FORMAT and CT_INPUT_TIMEZONE)
+        except ValueError as exc:
+            raise UsageError(f"CT_CREATED_AT_FORMAT / CT_INPUT_TIMEZONE: {exc}") from None
         if self.max_queue < self.max_messages:
             raise UsageError("CT_MAX_QUEUE must be >= CT_MAX_MESSAGES, or a full request could never be queued")
+
+    @property
+    def timestamps(self) -> TimestampParser:
+        """The created_at reader these settings describe (the batch job's, from the same two knobs)."""
+        return TimestampParser(self.created_at_format, self.input_timezone)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -77,7 +91,7 @@ class Settings:
                 "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
                 "ort_threads": int, "ort_spin": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
-                "keep_alive_s": float, "complaint_prior": float}
+                "keep_alive_s": float, "complaint_prior": float, "created_at_format": str, "input_timezone": str}
         values: dict[str, object] = {}
         for name, kind in conv.items():
             raw = env.get(f"CT_{name.upper()}")

@@ -1,7 +1,8 @@
 """The batch job's configuration: one frozen :class:`JobConfig`, built and checked from the command line.
 
-Standard library (and the contract's field names) only: building the CLI parser imports no model,
-no pyarrow and no onnxruntime.
+Standard library (and the contract's timestamp reader) only: building the CLI parser imports no
+model, no pyarrow and no onnxruntime. Precedence of every column setting: the explicit flag, then
+``--preset`` (:mod:`service.batch.preset`), then the default.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from service.batch.preset import Preset, load_preset, preset_names
+from service.contract.timestamps import TimestampParser
 from service.errors import UsageError
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -19,9 +22,13 @@ _EXTENSIONS = {"jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl", "csv": "csv
 RECORD_COLUMNS = ("row", "error")
 
 
+#: the message fields read from a column each (``--<name>-col``); "" means "not read"
+COLUMN_FIELDS = ("text", "id", "channel", "followers", "verified", "promoted", "prior_contacts", "created_at")
+
+
 @dataclass(frozen=True)
 class Columns:
-    """Input column names for the text and the optional metadata."""
+    """Input column names (or dotted paths) for the text and the optional metadata, and which rows to score."""
 
     text: str = "text"
     id: str = "id"
@@ -32,6 +39,10 @@ class Columns:
     prior_contacts: str = "prior_contacts"
     created_at: str = "created_at"
     keep: tuple[str, ...] = field(default_factory=tuple)
+    #: the channel of every row whose channel cell is absent (``--channel``; a file from one platform)
+    channel_value: str | None = None
+    #: score only rows whose column equals the value (``--where inbound=true``); the others are skipped
+    where: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,18 @@ class JobConfig:
     read_rows: int = 65_536
     #: deployment complaint rate for the prior correction (None = the bundle's choice)
     complaint_prior: float | None = None
+    #: strptime format of created_at strings, and the zone of times without an offset (None: UTC)
+    created_at_format: str | None = None
+    input_timezone: str | None = None
+    #: the run exits with status 4 when more than this share of the scored rows are errors
+    max_error_rate: float = 0.5
+    #: (where it was named, column) for every column the user or the preset named: checked before any work
+    named: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def timestamps(self) -> TimestampParser:
+        """The created_at reader of this job (the same class the HTTP API uses)."""
+        return TimestampParser(self.created_at_format, self.input_timezone)
 
     def __post_init__(self) -> None:
         positive = ("chunk_rows", "batch_size", "max_text_chars", "actors", "cpus_per_actor", "read_rows")
@@ -66,9 +89,21 @@ class JobConfig:
             bad.append("--threads")
         if bad:
             raise UsageError(f"must be positive: {', '.join(bad)} (--threads may be 0 = all cores)")
+        if not self.columns.text:
+            raise UsageError("--text-col must name a column: the text is what is scored")
+        if not 0 <= self.max_error_rate <= 1:
+            raise UsageError(f"--max-error-rate {self.max_error_rate}: must be from 0 to 1 (1 = never fail)")
+        try:
+            self.timestamps  # noqa: B018 (checks --created-at-format and --input-timezone)
+        except ValueError as exc:
+            raise UsageError(f"--created-at-format / --input-timezone: {exc}") from None
         if self.engine == "ray" and self.input == "-":
             raise UsageError("--engine ray reads files, not stdin")
-        from service.contract.schemas import Result  # here, not at the top: `model` loads onnxruntime
+        from model.labels import CHANNELS  # here, not at the top: `model` loads onnxruntime
+        from service.contract.schemas import Result
+
+        if self.columns.channel_value is not None and self.columns.channel_value not in CHANNELS:
+            raise UsageError(f"--channel {self.columns.channel_value!r}: use one of {', '.join(CHANNELS)}")
 
         taken = sorted(set(self.columns.keep) & (set(RECORD_COLUMNS) | set(Result.__struct_fields__)))
         if taken:
@@ -97,11 +132,23 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default=d.engine)
     p.add_argument("--input-format", choices=FORMATS, default=None)
     p.add_argument("--output-format", choices=FORMATS, default=None)
-    for name, default in asdict(Columns()).items():
-        if name != "keep":
-            p.add_argument(f"--{name.replace('_', '-')}-col", dest=f"col_{name}", default=default,
-                           help=f"input column for {name} (default {default!r})")
-    p.add_argument("--keep", default="", help="comma-separated input columns to copy to the output")
+    defaults = Columns()
+    for name in COLUMN_FIELDS:
+        p.add_argument(f"--{name.replace('_', '-')}-col", dest=f"col_{name}", default=None,
+                       help=f"input column (or dotted.path) for {name} (default {getattr(defaults, name)!r}; "
+                            "'' = do not read)")
+    p.add_argument("--keep", default=None, help="comma-separated input columns (or dotted paths) to copy to the output")
+    p.add_argument("--preset", default=None,
+                   help=f"column mapping of a common export ({', '.join(preset_names())}) or a TOML file of your own; "
+                        "explicit flags override it")
+    p.add_argument("--channel", default=None, help="channel of every row without a channel cell (e.g. twitter)")
+    p.add_argument("--where", default=None, help="COL=VALUE: score only these rows (e.g. inbound=true; '' = all)")
+    p.add_argument("--created-at-format", default=None,
+                   help="strptime format of created_at strings (default: ISO 8601, RFC 2822, Twitter, Unix s/ms, "
+                        "unambiguous M/D/YYYY)")
+    p.add_argument("--input-timezone", default=None, help="IANA zone of created_at values without an offset (default UTC)")
+    p.add_argument("--max-error-rate", type=float, default=d.max_error_rate,
+                   help="exit 4 when more than this share of the scored rows are errors (default %(default)s)")
     p.add_argument("--chunk-rows", type=int, default=d.chunk_rows, help="rows per durable output part (resume unit)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="model batch size (rows are grouped by length)")
     p.add_argument("--max-text-chars", type=int, default=d.max_text_chars)
@@ -118,12 +165,51 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-rows", type=int, default=d.read_rows, help="Ray: rows per read task")
 
 
+def _where(spec: str | None, origin: str) -> tuple[str, str] | None:
+    if not spec:
+        return None
+    col, eq, value = spec.partition("=")
+    if not eq or not col.strip() or not value.strip():
+        raise UsageError(f"{origin} {spec!r}: expected COLUMN=VALUE, e.g. inbound=true")
+    return col.strip(), value.strip()
+
+
+def _columns(args: argparse.Namespace, preset: Preset | None) -> tuple[Columns, tuple[tuple[str, str], ...]]:
+    """Columns from the flags over the preset over the defaults, and every column someone named."""
+    base, given, named = asdict(Columns()), preset.settings() if preset else {}, []
+    origin = f"preset {preset.name}" if preset else ""
+    for name in COLUMN_FIELDS:
+        flag = getattr(args, f"col_{name}")
+        if flag is not None:
+            base[name] = flag
+            named.append((f"--{name.replace('_', '-')}-col", flag))
+        elif name in given.get("columns", {}):
+            base[name] = given["columns"][name]
+            named.append((f"{origin} ({name})", base[name]))
+    if args.keep is not None:
+        keep = tuple(dict.fromkeys(c.strip() for c in args.keep.split(",") if c.strip()))
+        named += [("--keep", c) for c in keep]
+    else:
+        keep = tuple(given.get("keep", ()))
+        named += [(f"{origin} (keep)", c) for c in keep]
+    where = _where(args.where, "--where") if args.where is not None else given.get("where")
+    if where:
+        named.append(("--where" if args.where is not None else f"{origin} (where)", where[0]))
+    channel = args.channel if args.channel is not None else given.get("channel")
+    cols = Columns(**{n: base[n] for n in COLUMN_FIELDS}, keep=keep, channel_value=channel or None, where=where)
+    return cols, tuple((o, c) for o, c in named if c)
+
+
 def from_args(args: argparse.Namespace) -> JobConfig:
     """The job the parsed arguments describe; :class:`UsageError` for anything inconsistent."""
-    names = {f.name: getattr(args, f"col_{f.name}") for f in fields(Columns) if f.name != "keep"}
-    keep = tuple(dict.fromkeys(c.strip() for c in args.keep.split(",") if c.strip()))
+    preset = load_preset(args.preset) if args.preset else None
+    given = preset.settings() if preset else {}
+    columns, named = _columns(args, preset)
     plain = {f.name: getattr(args, f.name) for f in fields(JobConfig)
-             if f.name not in ("columns", "input_format", "output_format")}
-    return JobConfig(**plain, columns=Columns(**names, keep=keep),
+             if f.name not in ("columns", "input_format", "output_format", "named", "created_at_format",
+                               "input_timezone")}
+    timestamps = {k: getattr(args, k) if getattr(args, k) is not None else given.get(k)
+                  for k in ("created_at_format", "input_timezone")}
+    return JobConfig(**plain, **timestamps, columns=columns, named=named,
                      input_format=detect_format(args.input, args.input_format),
                      output_format=detect_format(args.output, args.output_format))

@@ -3,7 +3,10 @@
 :func:`run` checks everything first (formats, columns, input readable, priority config, bundle:
 a :class:`~service.errors.UsageError` before any output exists), then scores the rows not yet in
 the part store (:mod:`service.batch.store`), one durable part per chunk, locally or on Ray, and
-finally assembles ``OUT``. Bad rows are error records, not failures.
+finally assembles ``OUT``. Bad rows are error records, not failures, until more than
+``--max-error-rate`` of them are: then the run still writes ``OUT`` but exits 4
+(:class:`~service.errors.TooManyErrors`) with the top reasons. Bad metadata is never an error:
+those rows are scored, with ``warnings``.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ import gc
 import os
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from service.batch.columns import check_columns
 from service.batch.config import JobConfig
 from service.batch.formats import count_rows, read_rows
-from service.batch.store import PartStore, assemble
-from service.errors import Interrupted, TriageError, UsageError
+from service.batch.store import PartStore, Tally, assemble
+from service.errors import Interrupted, TooManyErrors, TriageError, UsageError
 
 
 def _manifest(job: JobConfig, model_sha: str) -> dict[str, Any]:
@@ -33,7 +36,8 @@ def _manifest(job: JobConfig, model_sha: str) -> dict[str, Any]:
         src.update(input=str(Path(job.input).resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns)
     return {**src, "input_format": job.input_format, "output_format": job.output_format,
             "columns": asdict(job.columns), "model_sha256": model_sha, "max_text_chars": job.max_text_chars,
-            "priority_config": job.priority_config, "timezone": job.timezone}
+            "priority_config": job.priority_config, "timezone": job.timezone,
+            "created_at_format": job.created_at_format, "input_timezone": job.input_timezone}
 
 
 def chunked(rows: Iterable[Any], size: int, start: int) -> Iterator[tuple[int, list[tuple[int, Any]]]]:
@@ -50,13 +54,28 @@ def chunked(rows: Iterable[Any], size: int, start: int) -> Iterator[tuple[int, l
         yield first, buf
 
 
-def _summary(counts: Counter[str], rows: int, seconds: float, out: str) -> None:
-    errors = sum(v for k, v in counts.items() if k != "ok")
-    print(f"scored {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):.0f} rows/s): "
-          f"{counts['ok']} ok, {errors} errors → {out}", file=sys.stderr)
-    for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        if reason != "ok":
-            print(f"  {n:>8}  {reason}", file=sys.stderr)
+def _summary(t: Tally, seconds: float, out: str) -> None:
+    """One line (rows, speed, ok / with warnings / errors / skipped), then the reasons by kind."""
+    read = t.rows + sum(t.skipped.values())
+    skipped = f", {sum(t.skipped.values())} skipped" if t.skipped else ""
+    print(f"scored {read} rows in {seconds:.1f} s ({read / max(seconds, 1e-9):.0f} rows/s): "
+          f"{t.ok} ok ({t.warned} with warnings), {sum(t.errors.values())} errors{skipped} → {out}", file=sys.stderr)
+    for reason, n in t.errors.most_common():
+        print(f"  {n:>8}  {reason}", file=sys.stderr)
+    for reason, n in t.warnings.most_common():
+        print(f"  {n:>8}  warning: {reason} (field ignored)", file=sys.stderr)
+    for reason, n in t.skipped.most_common():
+        print(f"  {n:>8}  skipped: {reason}", file=sys.stderr)
+
+
+def check_error_rate(t: Tally, max_rate: float, out: str) -> None:
+    """:class:`TooManyErrors` when more than ``max_rate`` of the scored rows are errors."""
+    errors = sum(t.errors.values())
+    if t.rows and errors / t.rows > max_rate:
+        top = "; ".join(f"{n} × {reason}" for reason, n in t.errors.most_common(3))
+        raise TooManyErrors(f"{errors} of {t.rows} rows ({errors / t.rows:.0%}) are errors, more than "
+                            f"--max-error-rate {max_rate:g}; top reasons: {top}. {out} was written: its 'error' "
+                            "column says what went wrong per row")
 
 
 def run_local(job: JobConfig, store: PartStore, scorer: Any, prio: Any) -> int:
@@ -70,7 +89,7 @@ def run_local(job: JobConfig, store: PartStore, scorer: Any, prio: Any) -> int:
     total = count_rows(job.input, job.input_format) if show else None  # only the progress bar's ETA needs it
     with tqdm(total=total, initial=done, unit="row", disable=not show, dynamic_ncols=True, smoothing=0.1) as bar:
         for first, chunk in chunked(read_rows(job.input, job.input_format, skip=done), job.chunk_rows, done):
-            records = rows.score_rows(scorer, prio, chunk, job.columns, job.max_text_chars)
+            records = rows.score_rows(scorer, prio, chunk, job.columns, job.max_text_chars, job.timestamps)
             store.add(first, records)
             bar.update(len(records))
     return store.done_rows()
@@ -87,7 +106,8 @@ def release_memory() -> None:
 
 def run(job: JobConfig) -> int:
     """Run the job: 0 on success (error rows included); raises :class:`TriageError` (exit 2 for a
-    mistake found before scoring, 1 for a failure during it, 130 when interrupted)."""
+    mistake found before scoring, 1 for a failure during it, 4 for too many error rows, 130 when
+    interrupted)."""
     from model.bundle import BundleError
     from model.scorer import Scorer
     from service.contract.priority import load_config
@@ -95,6 +115,7 @@ def run(job: JobConfig) -> int:
     t0 = time.monotonic()
     if job.input != "-" and not os.access(job.input, os.R_OK):
         raise UsageError(f"cannot read input {job.input!r}")
+    check_columns(job)  # the head of the file only: a typo costs well under a second, before the model loads
     prio = load_config(job.priority_config, timezone_name=job.timezone)
     try:  # the one load: files hashed once; Ray actors load their own copy after this check
         scorer = Scorer.load(job.bundle, intra_op_threads=job.threads, batch_size=job.batch_size,
@@ -109,9 +130,9 @@ def run(job: JobConfig) -> int:
 
             del scorer  # the bundle is checked; every actor loads its own copy
             release_memory()
-            n_rows = run_ray(job, store)
+            run_ray(job, store)
         else:
-            n_rows = run_local(job, store, scorer, prio)
+            run_local(job, store, scorer, prio)
             # free the model (weights + ORT arena) before assembling the final file, so the peak is
             # the larger of scoring and assembly, not their sum
             del scorer
@@ -120,6 +141,7 @@ def run(job: JobConfig) -> int:
         raise Interrupted(f"interrupted after {store.done_rows()} rows; re-run the same command to resume") from None
     except OSError as exc:
         raise TriageError(str(exc)) from None
-    counts = assemble(store, job.output, job.output_format, job.columns.keep)
-    _summary(counts, n_rows, time.monotonic() - t0, job.output)
+    tally = assemble(store, job.output, job.output_format, job.columns.keep)
+    _summary(tally, time.monotonic() - t0, job.output)
+    check_error_rate(tally, job.max_error_rate, job.output)
     return 0

@@ -50,7 +50,7 @@ class RayScorer:
         else:  # Parquet: Arrow rows → Python exactly as the local reader makes them
             raws = batch.to_pylist()
         records = score_rows(self.scorer, self.priority, list(enumerate(raws)), self.job.columns,
-                             self.job.max_text_chars)
+                             self.job.max_text_chars, self.job.timestamps)
         return {"record": [msgspec.json.encode(r) for r in records]}
 
 

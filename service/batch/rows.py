@@ -1,11 +1,15 @@
 """Rows → messages → records, shared by the local and Ray engines.
 
 A raw row (a JSONL line, or a CSV/Parquet row as a dict) is mapped onto the contract's field
-names (:class:`~service.batch.config.Columns`; a missing cell, an empty cell or a NaN means
-"absent") and then validated by the contract's one validator,
-:func:`service.contract.validate.to_message`, exactly as an HTTP message is. A row that fails
-becomes an error record with the reason; the others are scored together and become records
-holding the same values as the HTTP results (:func:`service.contract.triage.build_results`).
+names (:class:`~service.batch.config.Columns`; a column may be a dotted path into nested JSON
+objects or Parquet structs, ``user.followers_count``; a missing cell, an empty cell or a NaN
+means "absent") and then read by the contract's one validator,
+:func:`service.contract.validate.to_message`, exactly as an HTTP message is. A row whose text
+fails becomes an error record with the reason; bad metadata only adds warnings. The others are
+scored together and become records holding the same values as the HTTP results
+(:func:`service.contract.triage.build_results`). A row that fails ``Columns.where`` (e.g. twcs's
+``inbound``) is a ``skipped`` record: kept in the part store, so row numbers and resuming stay
+exact, and left out of the final file.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from model.scorer import Scorer
 from service.batch.config import Columns
 from service.contract.priority import PriorityConfig
 from service.contract.schemas import Message
+from service.contract.timestamps import TimestampParser
 from service.contract.triage import build_results, bundle_thresholds
-from service.contract.validate import ContractError, to_message
+from service.contract.validate import DEFAULT_TIMESTAMPS, ContractError, to_message
 
 _json = msgspec.json.Decoder()
 _to_builtins = msgspec.to_builtins
@@ -37,22 +42,55 @@ def _absent(v: Any) -> bool:
     return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
 
 
+def cell(row: dict[str, Any], name: str) -> Any:
+    """The value of column ``name``: a key of the row (CSV headers may hold dots), else a dotted path
+    into nested objects (``user.followers_count``); None when absent or when ``name`` is ""."""
+    if not name:
+        return None
+    if name in row:
+        return row[name]
+    value: Any = row
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def message_fields(row: dict[str, Any], cols: Columns) -> dict[str, Any]:
     """The row's cells under the contract's field names, absent cells left out."""
-    text = row.get(cols.text)
+    text = cell(row, cols.text)
     if text is None or (isinstance(text, float) and math.isnan(text)):
         raise RowError(f"missing text (column {cols.text!r})")
     fields: dict[str, Any] = {"text": text}
-    fields.update({name: v for name in _FIELDS if not _absent(v := row.get(getattr(cols, name)))})
-    author = {name: v for name in _AUTHOR if not _absent(v := row.get(getattr(cols, name)))}
+    fields.update({name: v for name in _FIELDS if not _absent(v := cell(row, getattr(cols, name)))})
+    if "channel" not in fields and cols.channel_value:
+        fields["channel"] = cols.channel_value
+    author = {name: v for name in _AUTHOR if not _absent(v := cell(row, getattr(cols, name)))}
     if author:
         fields["author"] = author
     return fields
 
 
+def normal(value: Any) -> str:
+    """A cell as compared by ``where``: booleans as true/false, everything as lower-case text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value).strip().lower()
+
+
+def skip_reason(row: dict[str, Any], cols: Columns) -> str | None:
+    """Why ``where`` skips the row (None: the row is scored)."""
+    if cols.where is None:
+        return None
+    col, wanted = cols.where
+    got = normal(cell(row, col))
+    return None if got == normal(wanted) else f"{col} is not {wanted}"
+
+
 def row_id(row: dict[str, Any], cols: Columns) -> str | None:
     """The id written on the row's record, valid or not (as text: the output column is a string)."""
-    v = row.get(cols.id)
+    v = cell(row, cols.id)
     return None if _absent(v) else str(v)
 
 
@@ -68,7 +106,7 @@ def decode_line(line: bytes | str) -> dict[str, Any]:
 
 
 def score_rows(scorer: Scorer, priority: PriorityConfig, rows: Sequence[tuple[int, Any]], cols: Columns,
-               max_chars: int) -> list[dict[str, Any]]:
+               max_chars: int, timestamps: TimestampParser = DEFAULT_TIMESTAMPS) -> list[dict[str, Any]]:
     """Score (row_no, raw) pairs, raw being a dict or a JSONL line; one record per row, in order."""
     out: list[dict[str, Any] | None] = [None] * len(rows)
     good: list[tuple[int, Message, dict[str, Any]]] = []
@@ -77,8 +115,12 @@ def score_rows(scorer: Scorer, priority: PriorityConfig, rows: Sequence[tuple[in
         try:
             row = decode_line(raw) if isinstance(raw, (bytes, str)) else raw
             rid = row_id(row, cols)
-            kept = {c: row.get(c) for c in cols.keep}
-            good.append((k, to_message(message_fields(row, cols), max_text_chars=max_chars), kept))
+            kept = {c: cell(row, c) for c in cols.keep}
+            if (skip := skip_reason(row, cols)) is not None:
+                out[k] = {"row": row_no, "id": rid, "skipped": skip}
+                continue
+            msg = to_message(message_fields(row, cols), max_text_chars=max_chars, timestamps=timestamps)
+            good.append((k, msg, kept))
         except (RowError, ContractError) as exc:
             out[k] = {"row": row_no, "id": rid, "error": str(exc), **kept}
     if good:

@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,36 +72,62 @@ class PartStore:
         os.replace(tmp, final)
 
 
-class _ErrorOnly(msgspec.Struct):
+class _Outcome(msgspec.Struct):
     error: str | None = None
+    warnings: list[str] | None = None
+    skipped: str | None = None
 
 
-def _count(data: bytes, counts: Counter[str]) -> None:
-    dec = msgspec.json.Decoder(_ErrorOnly)
-    for line in data.splitlines():
-        err = dec.decode(line).error
-        counts["ok" if err is None else error_kind(err)] += 1
+@dataclass
+class Tally:
+    """What happened to the rows of a whole job (resumed runs included), grouped by kind."""
+
+    ok: int = 0
+    warned: int = 0  # ok rows with at least one warning
+    errors: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rows(self) -> int:
+        """Rows written to the output (skipped rows are not)."""
+        return self.ok + sum(self.errors.values())
 
 
-def assemble(store: PartStore, out: str, fmt: str, keep: tuple[str, ...]) -> Counter[str]:
-    """Concatenate parts into the final file (temp name, then rename), drop the parts, and
-    count ok/error rows over the whole job (resumed runs included)."""
-    counts: Counter[str] = Counter()
+def _count(data: bytes, tally: Tally) -> bytes:
+    """Count a part's records; returns the part without its skipped records."""
+    dec = msgspec.json.Decoder(_Outcome)
+    lines, kept = data.splitlines(keepends=True), []
+    for line in lines:
+        rec = dec.decode(line)
+        if rec.skipped is not None:
+            tally.skipped[rec.skipped] += 1
+            continue
+        kept.append(line)
+        if rec.error is not None:
+            tally.errors[error_kind(rec.error)] += 1
+            continue
+        tally.ok += 1
+        tally.warned += bool(rec.warnings)
+        tally.warnings.update(error_kind(w) for w in rec.warnings or ())
+    return data if len(kept) == len(lines) else b"".join(kept)
+
+
+def assemble(store: PartStore, out: str, fmt: str, keep: tuple[str, ...]) -> Tally:
+    """Concatenate parts into the final file (temp name, then rename; skipped rows left out), drop
+    the parts, and count ok/warned/error/skipped rows over the whole job (resumed runs included)."""
+    counts = Tally()
     parts = store.parts()
     if out == "-":
         for _, _, p in parts:
-            data = p.read_bytes()
-            _count(data, counts)
-            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.write(_count(p.read_bytes(), counts))
         sys.stdout.flush()
     else:
         final = Path(out)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         writer = FinalWriter(tmp, fmt, keep)
         for _, _, p in parts:
-            data = p.read_bytes()
-            _count(data, counts)
-            writer.write_jsonl_bytes(data)
+            writer.write_jsonl_bytes(_count(p.read_bytes(), counts))
         writer.close()
     # Retire OUT.partial with one rename *before* OUT appears, then delete it: a kill can never leave
     # OUT next to a half-deleted OUT.partial (rmtree is not atomic; a later run would resume from the

@@ -10,7 +10,7 @@ columns (:func:`service.batch.formats.output_schema`), are all built from it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -31,7 +31,8 @@ class Author(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """One incoming customer message."""
+    """One customer message as the priority rules see it: metadata checked, bad fields dropped and
+    named in ``warnings`` (built from a :class:`MessageIn` by :mod:`service.contract.validate`)."""
 
     text: str
     id: Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None = None
@@ -40,12 +41,30 @@ class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     promoted: bool = False
     prior_contacts: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIOR_CONTACTS)] = 0
     created_at: datetime | None = None
+    warnings: list[str] = msgspec.field(default_factory=list)
+
+
+_META = "optional metadata: a value that cannot be read is ignored and named in the result's warnings"
+
+
+class MessageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One incoming message as sent: the text and id are checked strictly (a bad one is an error);
+    the metadata is taken as it comes and read field by field (see :class:`Message`)."""
+
+    text: str
+    id: Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | int | None = None
+    channel: Annotated[Any, msgspec.Meta(description=f"one of {', '.join(CHANNELS)}; {_META}")] = None
+    author: Annotated[Any, msgspec.Meta(description=f"{{followers: 0..{MAX_COUNT}, verified: bool}}; {_META}")] = None
+    promoted: Annotated[Any, msgspec.Meta(description=f"bool; {_META}")] = None
+    prior_contacts: Annotated[Any, msgspec.Meta(description=f"0..{MAX_PRIOR_CONTACTS}; {_META}")] = None
+    created_at: Annotated[Any, msgspec.Meta(description="ISO 8601, RFC 2822, Twitter/X format, or Unix seconds/ms; "
+                                                        + _META)] = None
 
 
 class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/score``."""
 
-    messages: list[Message]
+    messages: list[MessageIn]
 
 
 class Result(msgspec.Struct):
@@ -64,6 +83,8 @@ class Result(msgspec.Struct):
     priority: int
     priority_reasons: list[str]
     truncated: bool
+    #: metadata fields that could not be read and were left out of the priority (one reason each)
+    warnings: list[str]
 
 
 #: the keys of each score dict in a Result, in model-output order

@@ -69,7 +69,7 @@ def build_results(messages: Sequence[Message], preds: Predictions, thresholds: T
             private_followup=fol, private_followup_probability=fol_p,
             sentiment=SENTIMENT_LABELS[int(dec.sentiment[i])], sentiment_scores=sen,
             language=detect_language(msg.text), priority=prio, priority_reasons=reasons,
-            truncated=bool(preds.truncated[i])))
+            truncated=bool(preds.truncated[i]), warnings=list(msg.warnings)))
     return results
 
 

@@ -26,6 +26,8 @@ def test_settings_from_env(tmp_path: Path) -> None:
     ({"CT_MAX_WAIT_MS": "-5"}, "CT_MAX_WAIT_MS"),
     ({"CT_LOG_LEVEL": "loud"}, "CT_LOG_LEVEL='loud'"),
     ({"CT_API_KEYS_FILE": "/no/such/keys"}, "CT_API_KEYS_FILE='/no/such/keys'"),
+    ({"CT_INPUT_TIMEZONE": "Mars/Olympus"}, "CT_INPUT_TIMEZONE"),
+    ({"CT_CREATED_AT_FORMAT": "mm/dd/yyyy"}, "CT_CREATED_AT_FORMAT"),
 ])
 def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], needle: str) -> None:
     with pytest.raises(UsageError, match=re.escape(needle)):

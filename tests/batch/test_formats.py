@@ -137,7 +137,7 @@ def test_stdin_to_stdout(tiny_bundle: Path, fmt_rows: list[dict[str, Any]], fmt_
     assert [r["row"] for r in recs] == list(range(len(fmt_rows)))
     for i, rec in fmt_expected.items():
         assert strict_equal({k: recs[i][k] for k in CONTRACT}, rec)
-    assert b"36 ok, 1 errors" in cap.err
+    assert b"36 ok (0 with warnings), 1 errors" in cap.err
     assert [p.name for p in tmp_path.iterdir()] == ["in.jsonl"]  # no stray partial directory
 
 
