@@ -495,10 +495,14 @@ def test_message_texts_reach_the_logs_only_when_opted_in(tiny_bundle: Path, tmp_
             {"id": "m1", "text": f"my card {marker} was charged twice"}, {"text": f"{marker} 🤬 refund!"}]})
         assert r.status_code == 200
         # failing requests carry the marker too: unknown field, wrong type, too long, invalid JSON, 404 path
-        bad = [{"messages": [{"text": "a", marker: 1}]}, {"messages": [{"text": "a", "channel": marker}]},
-               {"messages": [{"text": marker * 1000}]}, {"messages": [{"text": "a", "created_at": marker}]}]
+        bad = [{"messages": [{"text": "a", marker: 1}]}, {"messages": [{"text": "a", "id": [marker]}]},
+               {"messages": [{"text": marker * 1000}]}]
         for body in bad:
             assert 400 <= httpx.post(f"{srv.url}/v1/score", json=body).status_code < 500
+        # unreadable metadata carrying it: scored, the warning (in the response only) names the value
+        for meta in ({"channel": marker}, {"created_at": marker}):
+            r = httpx.post(f"{srv.url}/v1/score", json={"messages": [{"text": "a", **meta}]})
+            assert r.status_code == 200 and marker in r.json()["results"][0]["warnings"][0]
         assert httpx.post(f"{srv.url}/v1/score", content=f'{{"messages": [{{"text": "{marker}'.encode(),
                           headers={"content-type": "application/json"}).status_code == 400
         assert httpx.get(f"{srv.url}/{marker}").status_code == 404

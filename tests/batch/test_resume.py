@@ -66,7 +66,7 @@ def test_interrupted_run_resumes_and_other_jobs_are_refused(tiny_bundle: Path, t
         firsts = _counting_score_rows(m, interrupt_on_call=None)
         assert score("--input", a, *common) == 0
     assert firsts == [20, 30, 40, 50]
-    assert "60 ok, 0 errors" in capsys.readouterr().err  # the summary covers the whole job
+    assert "60 ok (0 with warnings), 0 errors" in capsys.readouterr().err  # the summary covers the whole job
     assert out.read_bytes() == ref.read_bytes() and not partial.exists()
 
     out.unlink()
