@@ -170,8 +170,8 @@ class FinalWriter:
         records = [msgspec.json.decode(line) for line in io.BytesIO(data) if line.strip()]
         for rec in records:
             for k in self.keep:
-                if rec.get(k) is not None and not isinstance(rec[k], str):
-                    rec[k] = str(rec[k])
+                if rec.get(k) is not None and not isinstance(rec[k], str):  # a nested --keep value as JSON
+                    rec[k] = _encode(rec[k]).decode() if isinstance(rec[k], (dict, list)) else str(rec[k])
         if self.fmt == "csv":
             self._csv.writerows(flatten(r) for r in records)
         else:

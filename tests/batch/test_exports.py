@@ -98,6 +98,11 @@ def test_nested_jsonl_with_the_twitter_v1_preset(tiny_bundle: Path, tmp_path: Pa
         same_scores(rec, ref)
         assert rec["user.screen_name"] == x["user"]["screen_name"] and rec["lang"] == "en"
     assert any("author reach 2M followers" in r["priority_reasons"] for r in recs)  # the nested field counted
+    out_csv = tmp_path / "scored.csv"  # a whole nested object kept: JSON text in a CSV cell
+    assert score("--input", src, "--output", out_csv, "--model", tiny_bundle, "--preset", "twitter-v1",
+                 "--keep", "user,user.screen_name") == 0
+    cells = read_csv(out_csv)
+    assert [json.loads(c["user"]) for c in cells] == users and cells[1]["user.screen_name"] == "user1"
 
 
 def test_parquet_with_a_struct_column(tiny_bundle: Path, tmp_path: Path) -> None:
