@@ -71,6 +71,24 @@ def test_ray_engine_equals_local(tiny_bundle: Path, tmp_path: Path, monkeypatch:
             assert [r["row"] for r in outs["ray"]] == list(range(n))
             assert_same_records(outs["ray"], outs["local"])
             assert sum(r["error"] is not None for r in outs["ray"]) == (4 if src == jsonl else 1)
+        # --where skips and metadata warnings travel through Ray exactly as through the local engine
+        flt = tmp_path / "flt.jsonl"
+        flt.write_text("".join(json.dumps({"id": f"f{i}", "text": r["text"], "inbound": i % 3 != 0,
+                                           "created_at": "yesterday" if i % 4 == 0 else "Sat Mar 07 23:10:00 +0000 2026",
+                                           "user": {"n": r["author_followers"]}}) + "\n"
+                               for i, r in enumerate(rows[:60])), encoding="utf-8")
+        outs = {}
+        for engine in ("local", "ray"):
+            out = tmp_path / f"flt-{engine}.jsonl"
+            assert score("--input", flt, "--output", out, "--model", tiny_bundle, "--engine", engine, "--actors", 1,
+                         "--cpus-per-actor", 1, "--chunk-rows", 16, "--read-rows", 25, "--quiet",
+                         "--where", "inbound=true", "--followers-col", "user.n") == 0
+            outs[engine] = read_jsonl(out)
+        assert [r["row"] for r in outs["ray"]] == [i for i in range(60) if i % 3 != 0]
+        assert_same_records(outs["ray"], outs["local"])
+        # every 4th row has a bad created_at; row 4 (blank text) is an error row, without warnings
+        assert sum(bool(r.get("warnings")) for r in outs["ray"]) == sum(i % 4 == 0 and i % 3 != 0 and i != 4
+                                                                        for i in range(60))
         capsys.readouterr()
     finally:
         ray.shutdown()
