@@ -98,7 +98,7 @@ def _suggest(name: str, present: list[str]) -> str:
 
 def check_columns(job: JobConfig) -> None:
     """:class:`UsageError` naming every named column the file does not have."""
-    if job.input == "-":
+    if job.input == "-" or job.no_column_check:
         return
     named = list(job.named)
     if job.columns.text not in {col for _, col in named}:  # the text is always needed, named or default
@@ -115,4 +115,5 @@ def check_columns(job: JobConfig) -> None:
         return
     problems = "; ".join(f"{origin} {col!r} is not a column{_suggest(col, present)}" for col, origin in missing.items())
     shown = ", ".join(present[:_SHOW]) + (f", … ({len(present) - _SHOW} more)" if len(present) > _SHOW else "")
-    raise UsageError(f"{problems}. Columns in {job.input} ({how}): {shown}")
+    later = " (a field that first appears later: --no-column-check)" if job.input_format == "jsonl" else ""
+    raise UsageError(f"{problems}. Columns in {job.input} ({how}{later}): {shown}")

@@ -76,6 +76,8 @@ class JobConfig:
     max_error_rate: float = 0.5
     #: (where it was named, column) for every column the user or the preset named: checked before any work
     named: tuple[tuple[str, str], ...] = ()
+    #: skip the column check (a JSONL field that first appears after the sampled head)
+    no_column_check: bool = False
 
     @property
     def timestamps(self) -> TimestampParser:
@@ -135,8 +137,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     defaults = Columns()
     for name in COLUMN_FIELDS:
         p.add_argument(f"--{name.replace('_', '-')}-col", dest=f"col_{name}", default=None,
-                       help=f"input column (or dotted.path) for {name} (default {getattr(defaults, name)!r}; "
-                            "'' = do not read)")
+                       help=f"input column (or dotted.path) for {name} (default {getattr(defaults, name)!r}"
+                            + ("; '' = do not read)" if name != "text" else ")"))
     p.add_argument("--keep", default=None, help="comma-separated input columns (or dotted paths) to copy to the output")
     p.add_argument("--preset", default=None,
                    help=f"column mapping of a common export ({', '.join(preset_names())}) or a TOML file of your own; "
@@ -147,6 +149,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="strptime format of created_at strings (default: ISO 8601, RFC 2822, Twitter, Unix s/ms, "
                         "unambiguous M/D/YYYY)")
     p.add_argument("--input-timezone", default=None, help="IANA zone of created_at values without an offset (default UTC)")
+    p.add_argument("--no-column-check", action="store_true",
+                   help="do not check the named columns against the file's head (a JSONL field that first "
+                        "appears after row 1000)")
     p.add_argument("--max-error-rate", type=float, default=d.max_error_rate,
                    help="exit 4 when more than this share of the scored rows are errors (default %(default)s)")
     p.add_argument("--chunk-rows", type=int, default=d.chunk_rows, help="rows per durable output part (resume unit)")

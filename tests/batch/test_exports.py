@@ -215,7 +215,7 @@ def test_a_named_column_that_is_not_there_stops_at_once(fmt: str, flags: list[st
     assert score("--input", src, "--output", out, "--model", tiny_bundle, *flags) == 2
     err = capsys.readouterr().err
     assert err.startswith("complaint-triage score: ") and needle in err, err
-    assert re.search(rf"Columns in .*in\.{fmt} \((header|schema|first 1000 rows)\): tweet_id, text", err), err
+    assert re.search(rf"Columns in .*in\.{fmt} \((header|schema|first 1000 rows.*?)\): tweet_id, text", err), err
     assert sorted(tmp_path.iterdir()) == before  # nothing written
 
 
@@ -254,6 +254,21 @@ def test_the_column_check_reads_only_the_head_of_a_1m_row_file(tiny_bundle: Path
                      "--text-col", "txt") == 2
         assert "--text-col 'txt' is not a column" in capsys.readouterr().err
         assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "o.jsonl.partial").exists()
+
+
+def test_a_jsonl_field_after_the_sampled_head(tiny_bundle: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A field first seen after row 1000 is reported missing (the check reads the head only);
+    --no-column-check scores the file, the field read where it is."""
+    src = tmp_path / "late.jsonl"
+    src.write_text(json.dumps({"text": "hi"}) + "\n" * 1 + (json.dumps({"text": "hi"}) + "\n") * 1000
+                   + json.dumps({"text": "refund me", "fans": 2_000_000}) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert score("--input", src, "--output", out, "--model", tiny_bundle, "--followers-col", "fans") == 2
+    assert "(first 1000 rows (a field that first appears later: --no-column-check))" in capsys.readouterr().err
+    assert score("--input", src, "--output", out, "--model", tiny_bundle, "--followers-col", "fans",
+                 "--no-column-check") == 0
+    assert len(read_jsonl(out)) == 1002
 
 
 def test_empty_files_and_default_columns_are_not_an_error(tiny_bundle: Path, tmp_path: Path) -> None:
