@@ -53,6 +53,14 @@ class Settings:
     #: expected share of complaints in this deployment's traffic: P(severity) is corrected for
     #: it by Bayes' rule (None = the bundle's choice, usually no correction)
     complaint_prior: float | None = None
+    #: routing rules (None = service/contract/routing.toml)
+    routing_config: Path | None = None
+    #: contact history + feedback: a SQLite file path, a redis:// URL, or "off"
+    store: str = "var/store.sqlite3"
+    #: HMAC key for customer keys (None: generated into <store>.key for SQLite; required for Redis)
+    store_secret: str | None = field(default=None, repr=False)
+    history_window_days: float = 30.0
+    store_retention_days: float = 90.0
 
     def __post_init__(self) -> None:
         positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_queue")
@@ -66,6 +74,8 @@ class Settings:
             raise UsageError(f"CT_LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
         if self.complaint_prior is not None and not 0 < self.complaint_prior < 1:
             raise UsageError(f"CT_COMPLAINT_PRIOR={self.complaint_prior}: must be between 0 and 1 (exclusive)")
+        if not self.history_window_days > 0 or not self.store_retention_days > 0:
+            raise UsageError("CT_HISTORY_WINDOW_DAYS and CT_STORE_RETENTION_DAYS must be positive")
         if self.max_queue < self.max_messages:
             raise UsageError("CT_MAX_QUEUE must be >= CT_MAX_MESSAGES, or a full request could never be queued")
 
@@ -77,7 +87,8 @@ class Settings:
                 "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
                 "ort_threads": int, "ort_spin": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
-                "keep_alive_s": float, "complaint_prior": float}
+                "keep_alive_s": float, "complaint_prior": float, "routing_config": Path, "store": str,
+                "store_secret": str, "history_window_days": float, "store_retention_days": float}
         values: dict[str, object] = {}
         for name, kind in conv.items():
             raw = env.get(f"CT_{name.upper()}")

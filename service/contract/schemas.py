@@ -38,14 +38,26 @@ class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     channel: Channel | None = None
     author: Author | None = None
     promoted: bool = False
-    prior_contacts: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIOR_CONTACTS)] = 0
+    #: absent (UNSET) = unknown: the service's contact history counts them (see ``customer_key``)
+    prior_contacts: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIOR_CONTACTS)] | msgspec.UnsetType = msgspec.UNSET
     created_at: datetime | None = None
+    #: any stable id of the customer; only its keyed hash is stored (contact history)
+    customer_key: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)] | None = None
 
 
 class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/score``."""
 
     messages: list[Message]
+
+
+class Route(msgspec.Struct):
+    """Where a message goes (service/contract/routing.toml): queue, answer channel, deadline, why."""
+
+    queue: str
+    channel: Literal["dm", "callback", "email", "public_reply", "none"]
+    respond_by: str | None  # RFC 3339 in the queue's time zone; None when the message's time is unknown
+    reasons: list[str]
 
 
 class Result(msgspec.Struct):
@@ -64,6 +76,9 @@ class Result(msgspec.Struct):
     priority: int
     priority_reasons: list[str]
     truncated: bool
+    #: kinds of personal data found in the text (never the values): card, email, iban, order_ref, phone
+    exposes_personal_data: list[str] = []
+    route: Route | None = None  # always set by triage; a default only so Result stays easy to extend
 
 
 #: the keys of each score dict in a Result, in model-output order

@@ -36,6 +36,7 @@ _RULES = {
     "promoted": "promoted must be true/false",
     "prior_contacts": f"prior_contacts must be an integer from 0 to {MAX_PRIOR_CONTACTS}",
     "created_at": "created_at must be ISO 8601",
+    "customer_key": f"customer_key must be a non-empty string of at most {MAX_ID_CHARS} characters",
 }
 
 
