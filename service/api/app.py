@@ -275,3 +275,6 @@ def _document_request_limits(openapi: OpenAPI, settings: Settings) -> None:
     followers = schemas["Author"].properties["followers"]  # type: ignore[index]
     if isinstance(followers, Schema):
         followers.minimum = 0
+    prior = schemas["Message"].properties.get("prior_contacts")  # type: ignore[union-attr]
+    if isinstance(prior, Schema):  # optional (UNSET when absent): Litestar drops ge=0 here too
+        prior.minimum = 0

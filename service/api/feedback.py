@@ -14,7 +14,7 @@ from typing import Any, Callable
 import anyio
 from litestar import Request, post
 from litestar.datastructures import State
-from litestar.openapi.spec import OpenAPI, Schema
+from litestar.openapi.spec import OpenAPI, OpenAPIType, Schema
 from litestar.params import JSONBody
 
 from service.api import metrics
@@ -74,5 +74,5 @@ def document_feedback(openapi: OpenAPI, settings: Settings) -> None:
     text = (schemas["FeedbackRequest"].properties or {}).get("text")
     if isinstance(text, Schema):
         for option in text.one_of or [text]:
-            if isinstance(option, Schema) and option.type is not None and "string" in str(option.type):
+            if isinstance(option, Schema) and option.type == OpenAPIType.STRING:
                 option.min_length, option.max_length, option.pattern = 1, settings.max_text_chars, TEXT_PATTERN

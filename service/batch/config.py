@@ -31,6 +31,7 @@ class Columns:
     promoted: str = "promoted"
     prior_contacts: str = "prior_contacts"
     created_at: str = "created_at"
+    customer_key: str = "customer_key"
     keep: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -58,6 +59,11 @@ class JobConfig:
     read_rows: int = 65_536
     #: deployment complaint rate for the prior correction (None = the bundle's choice)
     complaint_prior: float | None = None
+    routing_config: str | None = None
+    #: contact-history store (SQLite path or redis:// URL): repeat contacts counted in arrival order
+    history: str | None = None
+    history_window_days: float = 30.0
+    history_retention_days: float = 90.0
 
     def __post_init__(self) -> None:
         positive = ("chunk_rows", "batch_size", "max_text_chars", "actors", "cpus_per_actor", "read_rows")
@@ -68,6 +74,9 @@ class JobConfig:
             raise UsageError(f"must be positive: {', '.join(bad)} (--threads may be 0 = all cores)")
         if self.engine == "ray" and self.input == "-":
             raise UsageError("--engine ray reads files, not stdin")
+        if self.engine == "ray" and self.history:
+            raise UsageError("--history counts repeat contacts in arrival order, which needs --engine local "
+                             "(Ray scores blocks in parallel)")
         from service.contract.schemas import Result  # here, not at the top: `model` loads onnxruntime
 
         taken = sorted(set(self.columns.keep) & (set(RECORD_COLUMNS) | set(Result.__struct_fields__)))
@@ -116,6 +125,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="expected share of complaints in this file's source, corrects P(severity) by Bayes' rule "
                         "(default: the bundle's setting, usually none)")
     p.add_argument("--read-rows", type=int, default=d.read_rows, help="Ray: rows per read task")
+    p.add_argument("--routing-config", default=None, help="routing TOML (default: the shipped rules)")
+    p.add_argument("--history", default=None,
+                   help="contact-history store (SQLite file or redis:// URL; secret: CT_STORE_SECRET, else "
+                        "<file>.key): rows with a customer_key count earlier contacts, in arrival order")
+    p.add_argument("--history-window-days", type=float, default=d.history_window_days,
+                   help="earlier contacts counted within this many days")
+    p.add_argument("--history-retention-days", type=float, default=d.history_retention_days,
+                   help="contacts older than this many days (by their created_at) are deleted from the store")
 
 
 def from_args(args: argparse.Namespace) -> JobConfig:

@@ -21,11 +21,11 @@ HEADS = ("severity", "private_followup", "sentiment")
 
 
 class Labels(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Labels of the three heads; any may be left out."""
+    """Labels of the three heads; any may be left out (not null: a head is labelled or absent)."""
 
-    severity: Literal[SEVERITY_LABELS] | None = None  # type: ignore[valid-type]
-    private_followup: bool | None = None
-    sentiment: Literal[SENTIMENT_LABELS] | None = None  # type: ignore[valid-type]
+    severity: Literal[SEVERITY_LABELS] | msgspec.UnsetType = msgspec.UNSET  # type: ignore[valid-type]
+    private_followup: bool | msgspec.UnsetType = msgspec.UNSET
+    sentiment: Literal[SENTIMENT_LABELS] | msgspec.UnsetType = msgspec.UNSET  # type: ignore[valid-type]
 
 
 class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +50,7 @@ class FeedbackResponse(msgspec.Struct):
 
 def given(labels: Labels) -> dict[str, Any]:
     """The heads that carry a label."""
-    return {h: getattr(labels, h) for h in HEADS if getattr(labels, h) is not None}
+    return {h: getattr(labels, h) for h in HEADS if getattr(labels, h) is not msgspec.UNSET}
 
 
 def check_feedback(req: FeedbackRequest, *, max_text_chars: int) -> tuple[list[str], list[str]]:
