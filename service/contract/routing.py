@@ -5,9 +5,10 @@ Rules live in a TOML file (``service/contract/routing.toml`` by default, ``CT_RO
 unknown queue, channel, condition or placeholder, a bad time zone, clock or SLA is a
 :class:`~service.errors.UsageError` naming the file, the rule and the field.
 
-Every rule whose ``when`` conditions all hold adds its note to ``route.reasons``; the first
-matching rule that names a ``queue`` decides the queue, the first that names a ``channel``
-decides the channel (defaults otherwise). ``respond_by`` is the message's time (``created_at``,
+A rule matches when all its ``when`` conditions hold; the first matching rule that names a
+``queue`` decides the queue, the first that names a ``channel`` decides the channel (defaults
+otherwise). ``route.reasons`` lists the matching rules' notes (and the names of note-less rules
+that decided something), then the SLA. ``respond_by`` is the message's time (``created_at``,
 else the time it was received) plus the queue's SLA minutes counted within the queue's business
 hours, in the queue's time zone. Nothing here reads the clock.
 """
@@ -269,10 +270,12 @@ def matches(rule: Rule, sig: RouteSignals) -> bool:
 def route(sig: RouteSignals, cfg: RoutingConfig) -> tuple[str, str, datetime | None, list[str]]:
     """Queue, channel, respond-by time (None when the message's time is unknown) and the reasons."""
     queue = channel = None
-    fired: list[Rule] = []
+    fired: list[Rule] = []  # rules with a note, and rules that decided the queue or the channel
     for rule in cfg.rules:
         if matches(rule, sig):
-            fired.append(rule)
+            decides = (queue is None and rule.queue is not None) or (channel is None and rule.channel is not None)
+            if decides or rule.note:
+                fired.append(rule)
             queue = queue or rule.queue
             channel = channel or rule.channel
     queue, channel = queue or cfg.default_queue, channel or cfg.default_channel
