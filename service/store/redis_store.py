@@ -44,6 +44,8 @@ class RedisStore:
         except ImportError:
             raise UsageError("CT_STORE is a Redis URL but the redis package is not installed") from None
         self.settings = settings
+        if need_secret and settings.secret is None:
+            raise UsageError("a Redis history store needs CT_STORE_SECRET (the same on every replica)")
         try:
             self._r = redis.Redis.from_url(settings.url, socket_timeout=5, socket_connect_timeout=5)
             self._r.ping()
@@ -52,9 +54,7 @@ class RedisStore:
         self._errors = redis.RedisError
         self._script = self._r.register_script(_COUNT_AND_RECORD)
         self._hash: Hasher | None = None
-        if need_secret:
-            if settings.secret is None:
-                raise UsageError("a Redis history store needs CT_STORE_SECRET (the same on every replica)")
+        if need_secret and settings.secret is not None:
             self._hash = Hasher(settings.secret.encode("utf-8"))
             self._r.setnx(PREFIX + "secret_fingerprint", self._hash.fingerprint())
             stored = self._r.get(PREFIX + "secret_fingerprint")
