@@ -12,7 +12,10 @@ Kinds, in the order they are reported:
 - ``phone``: a number ``phonenumbers`` (Google's libphonenumber metadata) judges *valid* for
   its region: international numbers (``+44 …``) anywhere, national ones for the regions in
   :data:`PHONE_REGIONS`. Dates, times and prices are not valid numbers, and digits already
-  taken by a card, IBAN or order reference are not looked at again.
+  taken by a card, IBAN or order reference are not looked at again. Only runs of digits (with
+  the separators numbers use) holding seven or more digits are looked at, at most
+  :data:`MAX_PHONE_WINDOWS` windows per text, and at most :data:`MAX_CANDIDATES` candidates of
+  each other kind, so the cost stays bounded on a text that is a dump of numbers.
 
 Nothing here logs or returns the matched text: the result is only ever a sorted list of kinds.
 """
@@ -20,6 +23,7 @@ Nothing here logs or returns the matched text: the result is only ever a sorted 
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 import phonenumbers
 
@@ -38,10 +42,17 @@ _REF_WORDS = (r"order|orders|booking|reservation|ticket|case|ref|reference|confi
               r"commande|réservation|reservation|dossier|colis|bestelling|bestelnummer|ordernummer|boeking|"
               r"boekingsnummer|zending|pedido|reserva|localizador|ordine|prenotazione")
 _REF_AFTER_WORD = re.compile(
-    rf"\b(?:{_REF_WORDS})\b(?:\s*(?:no\.?|nr\.?|number|num\.?|nummer|numéro|n°|#|id|code|:))*\s*[:#]?\s*"
-    r"(?P<code>[A-Z0-9][A-Z0-9-]{3,24})\b", re.I)
+    rf"\b(?:{_REF_WORDS})\b(?:[ \t]{{0,3}}(?:no\.?|nr\.?|number|num\.?|nummer|numéro|n°|#|id|code|:)){{0,3}}"
+    r"[ \t]{0,3}(?P<code>[A-Z0-9][A-Z0-9-]{3,24})\b", re.I)
+_ANY_DIGIT = re.compile(r"\d")
 _REF_HASH = re.compile(r"#(?P<code>[A-Za-z0-9][A-Za-z0-9-]{3,24})\b")
-_DIGITS7 = re.compile(r"(?:\d\D{0,3}){7}")
+#: a run of digits and the separators phone numbers use; runs with >= 7 digits are phone candidates
+_NUMBER_RUN = re.compile(r"[+(]?\d[\d \t\-./()]*\d\)?")
+#: the matcher is slow (~0.1 ms per region and window): look at most at this many windows of this size
+MAX_PHONE_WINDOWS = 16
+#: candidates checked per kind (a text of 50,000 card-like numbers is not a customer message)
+MAX_CANDIDATES = 256
+PHONE_WINDOW_CHARS = 32
 
 
 def luhn_ok(digits: str) -> bool:
@@ -81,31 +92,50 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
+def _phone_windows(text: str) -> list[str]:
+    """Short pieces of text that may hold a phone number: number runs with >= 7 digits, long runs cut
+    into overlapping windows; at most :data:`MAX_PHONE_WINDOWS` (a 1 MB digit dump costs the same as
+    a tweet)."""
+    windows: list[str] = []
+    for m in _NUMBER_RUN.finditer(text):
+        run = m.group()
+        if sum(ch.isdigit() for ch in run) < 7:
+            continue
+        step = PHONE_WINDOW_CHARS // 2
+        starts = range(0, max(1, len(run) - step), step) if len(run) > PHONE_WINDOW_CHARS else [0]
+        for start in starts:
+            windows.append(run[start:start + PHONE_WINDOW_CHARS])
+            if len(windows) >= MAX_PHONE_WINDOWS:
+                return windows
+    return windows
+
+
 def _has_phone(text: str) -> bool:
-    if not _DIGITS7.search(text):  # cheap pre-check: the matcher is the slow part
-        return False
     leniency = phonenumbers.Leniency.VALID
-    return any(next(iter(phonenumbers.PhoneNumberMatcher(text, region, leniency=leniency)), None) is not None
-               for region in PHONE_REGIONS)
+    return any(next(iter(phonenumbers.PhoneNumberMatcher(window, region, leniency=leniency)), None) is not None
+               for window in _phone_windows(text) for region in PHONE_REGIONS)
 
 
 def detect_personal_data(text: str) -> list[str]:
     """The kinds of personal data in ``text`` (sorted, each once); ``[]`` when there is none."""
     found: set[str] = set()
     taken: list[tuple[int, int]] = []
-    for m in _EMAIL.finditer(text):
-        found.add("email")
-        taken.append(m.span())
-    for m in _IBAN.finditer(text):
+    if "@" in text:
+        for m in islice(_EMAIL.finditer(text), MAX_CANDIDATES):
+            found.add("email")
+            taken.append(m.span())
+    if not _ANY_DIGIT.search(text):  # every other kind holds digits: most texts stop here
+        return sorted(found)
+    for m in islice(_IBAN.finditer(text), MAX_CANDIDATES):
         if iban_ok(m.group()):
             found.add("iban")
             taken.append(m.span())
-    for m in _CARD.finditer(text):
+    for m in islice(_CARD.finditer(text), MAX_CANDIDATES):
         if luhn_ok(re.sub(r"\D", "", m.group())):
             found.add("card")
             taken.append(m.span())
     for pattern, after_word in ((_REF_AFTER_WORD, True), (_REF_HASH, False)):
-        for m in pattern.finditer(text):
+        for m in islice(pattern.finditer(text), MAX_CANDIDATES):
             if _is_ref_code(m.group("code"), after_word):
                 found.add("order_ref")
                 taken.append(m.span("code"))
