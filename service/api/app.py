@@ -200,7 +200,20 @@ def info(state: State) -> dict[str, Any]:
                        "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},
             "batching": {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms},
             "business_hours": {"timezone": hours.timezone, "days": list(hours.days),
-                               "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")}}
+                               "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")},
+            "routing": _routing_info(rt.routing),
+            "history": {"store": "off" if rt.store is None else "redis" if "redis" in type(rt.store).__name__.lower()
+                        else "sqlite", "window_days": s.history_window_days,
+                        "retention_days": s.store_retention_days}}
+
+
+def _routing_info(cfg: RoutingConfig | None) -> dict[str, Any]:
+    from service.contract.routing import default_routing
+
+    cfg = cfg or default_routing()
+    return {"default_queue": cfg.default_queue, "default_channel": cfg.default_channel,
+            "queues": {q.name: {"sla_minutes": q.sla_minutes, "hours": q.describe()} for q in cfg.queues.values()},
+            "rules": [r.name for r in cfg.rules]}
 
 
 class Metrics(PrometheusController):

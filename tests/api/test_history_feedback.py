@@ -52,6 +52,9 @@ def test_repeat_contacts_across_channels_and_restarts(tiny_bundle: Path, tmp_pat
         assert public["route"]["reasons"][0] == "repeat contact in public: 2 earlier contacts and now public: handle first"
         said = _score(c, id="t-2", channel="twitter", customer_key="cust-7", created_at=when, prior_contacts=0)
         assert _prior(said) == 0  # the caller's prior_contacts wins over the history
+        info = c.get("/info").json()
+        assert info["history"]["store"] == "sqlite" and info["routing"]["default_queue"] == "general"
+        assert info["routing"]["queues"]["escalations"] == {"sla_minutes": 30, "hours": "daily 07:00-22:00 Europe/London"}
         metrics = c.get("/metrics").text
         assert 'ct_history_lookups_total{outcome="ok"} ' in metrics
         assert 'ct_routes_total{channel="dm",queue="escalations"}' in metrics
@@ -62,6 +65,7 @@ def test_repeat_contacts_across_channels_and_restarts(tiny_bundle: Path, tmp_pat
 def test_no_store_no_history(tiny_bundle: Path, tmp_path: Path) -> None:
     s = Settings(bundle=tiny_bundle, max_batch=8, max_queue=256, ort_threads=1, store="off")
     with TestClient(create_app(s)) as c:
+        assert c.get("/info").json()["history"] == {"store": "off", "window_days": 30.0, "retention_days": 90.0}
         for _ in range(2):
             assert _prior(_score(c, channel="email", customer_key="cust-7")) == 0
         r = c.post("/v1/feedback", json={"message_id": "m", "labels": {"severity": "low"}})
