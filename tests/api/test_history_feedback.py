@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 from cli import main as cli_main
 from service.api.app import create_app
 from service.api.settings import Settings
+from tests.store.conftest import redis_url  # noqa: F401  (the real redis-server fixture)
 
 SECRET = "http-test-secret-0123456789"
 
@@ -132,3 +133,32 @@ def test_feedback_loop_export_rows_train_accepts(tiny_bundle: Path, tmp_path: Pa
     examples = load_examples([out])  # training's own loader: the file is accepted as it is
     assert [(e.id, e.severity, e.followup, e.sentiment) for e in examples] == [
         ("feedback-tw-1", 4, 1, 0), ("feedback-em-2", 0, MISSING, 2)]
+
+
+def test_replicas_share_the_history_through_redis(tiny_bundle: Path, redis_url: str) -> None:
+    """Two app instances (replicas) on one real redis-server: a contact seen by one counts on the other."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    when = "2026-12-01T10:00:00+00:00"
+    apps = [create_app(Settings(bundle=tiny_bundle, max_batch=8, max_queue=256, ort_threads=1, store=redis_url,
+                                store_secret=SECRET)) for _ in range(2)]
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        assert _prior(_score(a, id="1", channel="email", customer_key="cust-r", created_at=when)) == 0
+        assert _prior(_score(b, id="2", channel="sms", customer_key="cust-r", created_at=when)) == 1
+        assert _prior(_score(a, id="3", channel="twitter", customer_key="cust-r", created_at=when)) == 2
+        assert b.post("/v1/feedback", json={"message_id": "3", "labels": {"severity": "high"}}).status_code == 201
+        assert a.get("/info").json()["history"]["store"] == "redis"
+    keys = [k for k in redis.Redis.from_url(redis_url).scan_iter()]
+    assert keys and not any(b"cust-r" in k for k in keys)
+
+
+def test_a_failing_store_does_not_stop_scoring(tiny_bundle: Path, tmp_path: Path) -> None:
+    app = create_app(_settings(tiny_bundle, tmp_path / "s.sqlite3"))
+    with TestClient(app) as c:
+        app.state.runtime.store.close()  # the store goes away under a running service
+        res = _score(c, channel="email", customer_key="cust-1")
+        assert _prior(res) == 0 and res["route"]["queue"]
+        assert 'ct_history_lookups_total{outcome="error"} 1.0' in c.get("/metrics").text
+        r = c.post("/v1/feedback", json={"message_id": "m", "labels": {"severity": "low"}})
+        assert r.status_code == 503 and "feedback store unavailable" in r.json()["detail"]
