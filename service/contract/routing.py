@@ -26,10 +26,11 @@ from typing import Any
 from model.labels import CHANNELS, PUBLIC_CHANNELS, SENTIMENT_LABELS, SEVERITY_LABELS
 from service.contract.pii import KINDS
 from service.contract.priority import DAYS, check_timezone
+from service.contract.schemas import ROUTE_CHANNELS
+from service.contract.sla import respond_by
 from service.errors import UsageError
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.toml")
-ROUTE_CHANNELS = ("dm", "callback", "email", "public_reply", "none")
 #: condition name → what its value must be (checked at load)
 CONDITIONS = ("severity", "min_severity", "sentiment", "is_complaint", "private_followup", "personal_data",
               "language", "channel", "public", "min_prior_contacts")
@@ -287,8 +288,6 @@ def route(sig: RouteSignals, cfg: RoutingConfig) -> tuple[str, str, datetime | N
 
 
 def _deadline(when: datetime | None, q: Queue, reasons: list[str]) -> datetime | None:
-    from service.contract.sla import respond_by
-
     if when is None:
         reasons.append("respond_by unknown: the message has no created_at")
         return None

@@ -51,11 +51,16 @@ class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
     messages: list[Message]
 
 
+#: how the team answers a message (route.channel)
+ROUTE_CHANNELS: tuple[str, ...] = ("dm", "callback", "email", "public_reply", "none")
+RouteChannel = Literal[ROUTE_CHANNELS]  # type: ignore[valid-type]
+
+
 class Route(msgspec.Struct):
     """Where a message goes (service/contract/routing.toml): queue, answer channel, deadline, why."""
 
     queue: str
-    channel: Literal["dm", "callback", "email", "public_reply", "none"]
+    channel: RouteChannel
     respond_by: str | None  # RFC 3339 in the queue's time zone; None when the message's time is unknown
     reasons: list[str]
 
