@@ -14,7 +14,9 @@ from litestar.testing import TestClient
 from cli import main as cli_main
 from service.api.app import create_app
 from service.api.settings import Settings
-from tests.store.conftest import redis_url  # noqa: F401  (the real redis-server fixture)
+from tests.store import conftest as store_fixtures
+
+real_redis_server = store_fixtures.redis_url  # the real redis-server fixture of tests/store, under this name
 
 SECRET = "http-test-secret-0123456789"
 
@@ -135,13 +137,13 @@ def test_feedback_loop_export_rows_train_accepts(tiny_bundle: Path, tmp_path: Pa
         ("feedback-tw-1", 4, 1, 0), ("feedback-em-2", 0, MISSING, 2)]
 
 
-def test_replicas_share_the_history_through_redis(tiny_bundle: Path, redis_url: str) -> None:
+def test_replicas_share_the_history_through_redis(tiny_bundle: Path, real_redis_server: str) -> None:
     """Two app instances (replicas) on one real redis-server: a contact seen by one counts on the other."""
     import redis
 
-    redis.Redis.from_url(redis_url).flushdb()
+    redis.Redis.from_url(real_redis_server).flushdb()
     when = "2026-12-01T10:00:00+00:00"
-    apps = [create_app(Settings(bundle=tiny_bundle, max_batch=8, max_queue=256, ort_threads=1, store=redis_url,
+    apps = [create_app(Settings(bundle=tiny_bundle, max_batch=8, max_queue=256, ort_threads=1, store=real_redis_server,
                                 store_secret=SECRET)) for _ in range(2)]
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         assert _prior(_score(a, id="1", channel="email", customer_key="cust-r", created_at=when)) == 0
@@ -149,7 +151,7 @@ def test_replicas_share_the_history_through_redis(tiny_bundle: Path, redis_url: 
         assert _prior(_score(a, id="3", channel="twitter", customer_key="cust-r", created_at=when)) == 2
         assert b.post("/v1/feedback", json={"message_id": "3", "labels": {"severity": "high"}}).status_code == 201
         assert a.get("/info").json()["history"]["store"] == "redis"
-    keys = [k for k in redis.Redis.from_url(redis_url).scan_iter()]
+    keys = [k for k in redis.Redis.from_url(real_redis_server).scan_iter()]
     assert keys and not any(b"cust-r" in k for k in keys)
 
 
