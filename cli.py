@@ -1,4 +1,4 @@
-"""The ``complaint-triage`` command: train, evaluate, backbone, data-stats, score, serve.
+"""The ``complaint-triage`` command: train, evaluate, backbone, data-stats, score, serve, feedback.
 
 The composition root, and the only module that imports both ``service`` and ``training``: it
 parses the command line, calls one function per subcommand, and maps every error the same way
@@ -77,6 +77,27 @@ def _score(args: argparse.Namespace) -> int:
     return run(from_args(args))
 
 
+def _feedback(args: argparse.Namespace) -> int:
+    import os
+
+    from service.store.export import export_feedback
+
+    store = args.store or os.environ.get("CT_STORE") or "var/store.sqlite3"
+    rows, skipped = export_feedback(store, args.output)
+    print(f"exported {rows} training rows to {args.output}"
+          + (f"; {skipped} corrections without a text left out (send the text to make them trainable)"
+             if skipped else ""), file=sys.stderr)
+    return 0
+
+
+def _add_feedback_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    exp = sub.add_parser("export", help="write the stored corrections as training rows (corpus JSONL)")
+    exp.add_argument("--output", required=True, help="JSONL file for `train --data` ('-' = stdout)")
+    exp.add_argument("--store", default=None, help="SQLite file or redis:// URL (default: CT_STORE, else "
+                                                   "var/store.sqlite3)")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service.api.server import main as serve_main
 
@@ -120,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data-stats": (_data_stats, _add_stats_args, "print corpus counts per label x language x split"),
         "score": (_score, add_score_args, "score a file of messages (JSONL/CSV/Parquet) locally or on Ray"),
         "serve": (_serve, add_serve_args, "run the HTTP API"),
+        "feedback": (_feedback, _add_feedback_args, "agent feedback: `feedback export` writes training rows"),
     }
     for name, (func, add_args, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

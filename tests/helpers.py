@@ -54,4 +54,4 @@ def copy_bundle(src: Path, dst: Path) -> Path:
 #: every field of a scoring result, as the README's contract lists them (independent of the code's Struct)
 CONTRACT_FIELDS = ("id", "severity", "severity_scores", "complaint_probability", "is_complaint", "private_followup",
                    "private_followup_probability", "sentiment", "sentiment_scores", "language", "priority",
-                   "priority_reasons", "truncated", "warnings")
+                   "priority_reasons", "truncated", "warnings", "exposes_personal_data", "route")

@@ -45,6 +45,15 @@ def test_bad_timezone_is_one_line_and_exit_2_in_every_subcommand(tiny_bundle: Pa
     (["score", "--input", "{src}", "--output", "{tmp}/out.jsonl", "--priority-config", "{tmp}/none.toml"],
      "complaint-triage score: priority config"),
     (["serve", "--model", "{tmp}/no-bundle"], "complaint-triage serve: cannot start: bundle directory not found"),
+    (["score", "--input", "{src}", "--output", "{tmp}/out.jsonl", "--routing-config", "{tmp}/none.toml"],
+     "complaint-triage score: routing config "),
+    (["score", "--input", "{src}", "--output", "{tmp}/out.jsonl", "--engine", "ray", "--history", "{tmp}/h.db"],
+     "complaint-triage score: --history counts repeat contacts in arrival order, which needs --engine local"),
+    (["score", "--input", "{src}", "--output", "{tmp}/out.jsonl", "--history", "{tmp}/h.db",
+      "--history-window-days", "30", "--history-retention-days", "7"],
+     "complaint-triage score: retention (7 days) is shorter than the history window (30 days)"),
+    (["feedback", "export", "--output", "{tmp}/rows.jsonl", "--store", "{tmp}/no-store.sqlite3"],
+     "complaint-triage feedback: no store at"),
     (["evaluate", "--model", "{tmp}/no-bundle", "--data", "{tmp}/none.jsonl"],
      "complaint-triage evaluate: data path not found"),
     (["data-stats", "--corpus", "{tmp}/no-corpus"], "complaint-triage data-stats: data path not found"),
@@ -69,3 +78,29 @@ def test_no_traceback_from_a_real_process(tiny_bundle: Path, src: Path, tmp_path
     assert res.stderr.strip().splitlines() == [
         "complaint-triage score: business-hours time zone: unknown time zone 'Nowhere/Land' "
         "(use an IANA name such as Europe/London)"]
+
+
+def test_serve_refuses_bad_routing_and_store_settings_with_the_reason(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A real process: one line naming the problem, exit 2, before the port is bound."""
+    from service.contract.routing import DEFAULT_ROUTING
+
+    rules = tmp_path / "routing.toml"
+    rules.write_text(DEFAULT_ROUTING.read_text().replace('queue = "social"', 'queue = "vip"'))
+    (tmp_path / "store-is-a-dir").mkdir()
+    cases = [({"CT_ROUTING_CONFIG": str(rules)},
+              f"complaint-triage serve: cannot start: routing config {rules}: rule 4 ('public complaint'): "
+              "unknown queue 'vip' (defined: general, social, escalations)"),
+             ({"CT_STORE": str(tmp_path / "store-is-a-dir")}, "complaint-triage serve: cannot start: history store "),
+             ({"CT_STORE": "redis://127.0.0.1:6390/0"},
+              "complaint-triage serve: cannot start: a Redis history store needs CT_STORE_SECRET"),
+             ({"CT_STORE": "redis://127.0.0.1:1/0", "CT_STORE_SECRET": "s" * 20},
+              "complaint-triage serve: cannot start: history store redis://127.0.0.1:1/0: Error 111"),
+             ({"CT_HISTORY_WINDOW_DAYS": "0"}, "complaint-triage serve: cannot start: CT_HISTORY_WINDOW_DAYS")]
+    import os
+
+    for extra, want in cases:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CT_")} | {"CT_PORT": "8999", **extra}
+        res = subprocess.run([sys.executable, "-m", "cli", "serve", "--model", str(tiny_bundle)], env=env,
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.strip().splitlines()[-1].startswith(want), res.stderr

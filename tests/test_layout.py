@@ -17,7 +17,8 @@ import pytest
 from tests.conftest import ROOT
 
 SERVING = ("model.scorer", "service.api.app", "service.api.server", "service.api.http_protocol",
-           "service.batch.job", "service.batch.rows", "service.batch.store", "service.batch.ray_engine")
+           "service.batch.job", "service.batch.rows", "service.batch.store", "service.batch.ray_engine",
+           "service.store.sqlite_store", "service.store.redis_store", "service.store.export")
 
 
 def _loaded_after(imports: str, watched: tuple[str, ...]) -> list[str]:
@@ -47,8 +48,17 @@ def test_the_contract_depends_on_neither_surface() -> None:
     """service.contract is what api and batch share: it may not import either (or a web/file framework)."""
     for path in sorted((ROOT / "service" / "contract").glob("*.py")):
         imports = re.findall(r"^\s*(?:from|import) (\S+)", path.read_text(), re.M)
-        bad = [m for m in imports if m.startswith(("service.api", "service.batch", "training", "tools",
-                                                   "litestar", "uvicorn", "pyarrow", "ray"))]
+        bad = [m for m in imports if m.startswith(("service.api", "service.batch", "service.store", "training",
+                                                   "tools", "litestar", "uvicorn", "pyarrow", "ray"))]
+        assert bad == [], (path.name, bad)
+
+
+def test_the_store_knows_neither_surface_nor_the_model() -> None:
+    """service.store keeps hashes and feedback: no model, no web or batch framework."""
+    for path in sorted((ROOT / "service" / "store").glob("*.py")):
+        imports = re.findall(r"^\s*(?:from|import) (\S+)", path.read_text(), re.M)
+        bad = [m for m in imports if m.startswith(("model", "service.api", "service.batch", "training", "tools",
+                                                   "litestar", "onnxruntime", "pyarrow", "ray"))]
         assert bad == [], (path.name, bad)
 
 
@@ -69,7 +79,8 @@ def test_no_bench_or_soak_module_in_service() -> None:
     assert not [n for n in names if re.search(r"(bench|soak)", Path(n).name)], names
 
 
-@pytest.mark.parametrize("package", ["service", "service/contract", "service/api", "service/batch", "tools"])
+@pytest.mark.parametrize("package", ["service", "service/contract", "service/api", "service/batch", "service/store",
+                                     "tools"])
 def test_every_package_says_what_it_holds_and_may_import(package: str) -> None:
     doc = (ROOT / package / "__init__.py").read_text()
     assert doc.startswith('"""') and ("import" in doc), package

@@ -31,11 +31,14 @@ from service.api import metrics
 from service.api.auth import api_key_guard
 from service.api.batcher import MicroBatcher, Overloaded
 from service.api.errors import client_error, documented, error_handler, unavailable
+from service.api.feedback import document_feedback, make_feedback_route
 from service.api.settings import Settings
 from service.contract.priority import PriorityConfig, load_config
-from service.contract.schemas import ScoreRequest, ScoreResponse
+from service.contract.routing import RoutingConfig, load_routing
+from service.contract.schemas import Message, ScoreRequest, ScoreResponse
 from service.contract.triage import Thresholds, build_results, bundle_thresholds
 from service.contract.validate import ContractError, check_request
+from service.store import Contact, Store, StoreSettings, open_store
 
 log = logging.getLogger("complaint_triage")
 MODEL_HEADER = "X-Model-Version"
@@ -54,16 +57,50 @@ class Runtime:
     scorer: Scorer
     priority: PriorityConfig
     thresholds: Thresholds
+    routing: RoutingConfig | None = None
+    store: Store | None = None  # contact history + feedback; None when CT_STORE=off
+
+
+def open_settings_store(settings: Settings) -> Store | None:
+    """The store ``CT_STORE`` names (None for ``off``); :class:`~service.errors.UsageError` when it cannot open."""
+    if settings.store.strip().lower() in ("off", "none", ""):
+        return None
+    return open_store(StoreSettings(url=settings.store, secret=settings.store_secret,
+                                    window_days=settings.history_window_days,
+                                    retention_days=settings.store_retention_days))
 
 
 def load_runtime(settings: Settings) -> Runtime:
-    """Priority config, then the bundle (hashed once), then a warm-up batch; raises
-    :class:`~service.errors.UsageError` or ``BundleError`` with the reason."""
+    """Priority and routing configs, the store, then the bundle (hashed once), then a warm-up batch;
+    raises :class:`~service.errors.UsageError` or ``BundleError`` with the reason."""
     priority = load_config(settings.priority_config, timezone_name=settings.timezone)
+    routing = load_routing(settings.routing_config)
+    store = open_settings_store(settings)
     scorer = Scorer.load(settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
                          spin=settings.ort_spin, complaint_prior=settings.complaint_prior)
     scorer.predict(["warm-up message"] * 8)
-    return Runtime(scorer, priority, bundle_thresholds(scorer.meta))
+    return Runtime(scorer, priority, bundle_thresholds(scorer.meta), routing, store)
+
+
+async def count_history(rt: Runtime, messages: list[Message], received: datetime) -> list[int | None] | None:
+    """Earlier contacts per message with a ``customer_key`` (recording this one); None when there is
+    nothing to look up, or the store failed (scoring goes on without history: counted in metrics)."""
+    if rt.store is None or not any(m.customer_key for m in messages):
+        return None
+    keyed = [i for i, m in enumerate(messages) if m.customer_key]
+    contacts = [Contact(key=messages[i].customer_key or "", channel=messages[i].channel,
+                        at=messages[i].created_at or received, ref=messages[i].id) for i in keyed]
+    try:
+        counts = await anyio.to_thread.run_sync(rt.store.count_and_record, contacts)
+    except Exception:  # a store outage must not stop scoring; the operator sees it in the metric and the log
+        metrics.HISTORY.labels("error").inc()
+        log.exception("contact history unavailable; scoring without it")
+        return None
+    metrics.HISTORY.labels("ok").inc(len(keyed))
+    out: list[int | None] = [None] * len(messages)
+    for i, n in zip(keyed, counts):
+        out[i] = n
+    return out
 
 
 def _runtime(state: State) -> Runtime:
@@ -117,7 +154,9 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
         metrics.ERRORS.labels("overloaded").inc()
         raise unavailable(f"overloaded: {exc}; retry later") from exc
     meta = rt.scorer.meta
-    build = partial(build_results, messages, preds, rt.thresholds, rt.priority, received_at=received)
+    history = await count_history(rt, messages, received)
+    build = partial(build_results, messages, preds, rt.thresholds, rt.priority, received_at=received,
+                    routing=rt.routing, history=history)
     if sum(len(m.text) for m in messages) > OFFLOAD_CHARS:
         results = await anyio.to_thread.run_sync(build)  # language id is ~0.35 µs/char: keep the loop free
     else:
@@ -127,6 +166,8 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
         metrics.PREDICTIONS.labels("severity", r.severity).inc()
         metrics.PREDICTIONS.labels("sentiment", r.sentiment).inc()
         metrics.PREDICTIONS.labels("private_followup", str(r.private_followup).lower()).inc()
+        if r.route is not None:
+            metrics.ROUTES.labels(r.route.queue, r.route.channel).inc()
     if settings.log_texts:
         for m, r in zip(messages, results):
             log.debug("scored id=%s severity=%s text=%r", m.id, r.severity, m.text)
@@ -160,7 +201,20 @@ def info(state: State) -> dict[str, Any]:
                        "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},
             "batching": {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms},
             "business_hours": {"timezone": hours.timezone, "days": list(hours.days),
-                               "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")}}
+                               "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")},
+            "routing": _routing_info(rt.routing),
+            "history": {"store": "off" if rt.store is None else "redis" if "redis" in type(rt.store).__name__.lower()
+                        else "sqlite", "window_days": s.history_window_days,
+                        "retention_days": s.store_retention_days}}
+
+
+def _routing_info(cfg: RoutingConfig | None) -> dict[str, Any]:
+    from service.contract.routing import default_routing
+
+    cfg = cfg or default_routing()
+    return {"default_queue": cfg.default_queue, "default_channel": cfg.default_channel,
+            "queues": {q.name: {"sla_minutes": q.sla_minutes, "hours": q.describe()} for q in cfg.queues.values()},
+            "rules": [r.name for r in cfg.rules]}
 
 
 class Metrics(PrometheusController):
@@ -191,11 +245,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             app.state.ready = False
             await batcher.close()
+            if rt.store is not None:
+                rt.store.close()
 
     prometheus = PrometheusConfig(app_name="complaint_triage", group_path=True,
                                   exclude=["/metrics", "/health", "/ready"])
     app = Litestar(
-        route_handlers=[score, health, ready, info, Metrics],
+        route_handlers=[score, make_feedback_route(_check_content, _runtime), health, ready, info, Metrics],
         lifespan=[lifespan],
         state=State({"settings": settings, "ready": False}),
         middleware=[prometheus.middleware],
@@ -208,6 +264,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         logging_config=None,
     )
     _document_request_limits(app.openapi_schema, settings)
+    document_feedback(app.openapi_schema, settings)
     return app
 
 

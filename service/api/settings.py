@@ -58,6 +58,14 @@ class Settings:
     created_at_format: str | None = None
     #: IANA time zone of created_at values without an offset (None = UTC)
     input_timezone: str | None = None
+    #: routing rules (None = service/contract/routing.toml)
+    routing_config: Path | None = None
+    #: contact history + feedback: a SQLite file path, a redis:// URL, or "off"
+    store: str = "var/store.sqlite3"
+    #: HMAC key for customer keys (None: generated into <store>.key for SQLite; required for Redis)
+    store_secret: str | None = field(default=None, repr=False)
+    history_window_days: float = 30.0
+    store_retention_days: float = 90.0
 
     def __post_init__(self) -> None:
         positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_queue")
@@ -75,6 +83,8 @@ class Settings:
             self.timestamps  # noqa: B018 (checks CT_CREATED_AT_FORMAT and CT_INPUT_TIMEZONE)
         except ValueError as exc:
             raise UsageError(f"CT_CREATED_AT_FORMAT / CT_INPUT_TIMEZONE: {exc}") from None
+        if not self.history_window_days > 0 or not self.store_retention_days > 0:
+            raise UsageError("CT_HISTORY_WINDOW_DAYS and CT_STORE_RETENTION_DAYS must be positive")
         if self.max_queue < self.max_messages:
             raise UsageError("CT_MAX_QUEUE must be >= CT_MAX_MESSAGES, or a full request could never be queued")
 
@@ -91,7 +101,9 @@ class Settings:
                 "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
                 "ort_threads": int, "ort_spin": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
-                "keep_alive_s": float, "complaint_prior": float, "created_at_format": str, "input_timezone": str}
+                "keep_alive_s": float, "complaint_prior": float, "created_at_format": str, "input_timezone": str,
+                "routing_config": Path, "store": str, "store_secret": str, "history_window_days": float,
+                "store_retention_days": float}
         values: dict[str, object] = {}
         for name, kind in conv.items():
             raw = env.get(f"CT_{name.upper()}")

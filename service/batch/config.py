@@ -23,7 +23,8 @@ RECORD_COLUMNS = ("row", "error")
 
 
 #: the message fields read from a column each (``--<name>-col``); "" means "not read"
-COLUMN_FIELDS = ("text", "id", "channel", "followers", "verified", "promoted", "prior_contacts", "created_at")
+COLUMN_FIELDS = ("text", "id", "channel", "followers", "verified", "promoted", "prior_contacts", "created_at",
+                 "customer_key")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Columns:
     promoted: str = "promoted"
     prior_contacts: str = "prior_contacts"
     created_at: str = "created_at"
+    customer_key: str = "customer_key"
     keep: tuple[str, ...] = field(default_factory=tuple)
     #: the channel of every row whose channel cell is absent (``--channel``; a file from one platform)
     channel_value: str | None = None
@@ -83,6 +85,11 @@ class JobConfig:
     def timestamps(self) -> TimestampParser:
         """The created_at reader of this job (the same class the HTTP API uses)."""
         return TimestampParser(self.created_at_format, self.input_timezone)
+    routing_config: str | None = None
+    #: contact-history store (SQLite path or redis:// URL): repeat contacts counted in arrival order
+    history: str | None = None
+    history_window_days: float = 30.0
+    history_retention_days: float = 90.0
 
     def __post_init__(self) -> None:
         positive = ("chunk_rows", "batch_size", "max_text_chars", "actors", "cpus_per_actor", "read_rows")
@@ -101,6 +108,9 @@ class JobConfig:
             raise UsageError(f"--created-at-format / --input-timezone: {exc}") from None
         if self.engine == "ray" and self.input == "-":
             raise UsageError("--engine ray reads files, not stdin")
+        if self.engine == "ray" and self.history:
+            raise UsageError("--history counts repeat contacts in arrival order, which needs --engine local "
+                             "(Ray scores blocks in parallel)")
         from model.labels import CHANNELS  # here, not at the top: `model` loads onnxruntime
         from service.contract.schemas import Result
 
@@ -168,6 +178,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="expected share of complaints in this file's source, corrects P(severity) by Bayes' rule "
                         "(default: the bundle's setting, usually none)")
     p.add_argument("--read-rows", type=int, default=d.read_rows, help="Ray: rows per read task")
+    p.add_argument("--routing-config", default=None, help="routing TOML (default: the shipped rules)")
+    p.add_argument("--history", default=None,
+                   help="contact-history store (SQLite file or redis:// URL; secret: CT_STORE_SECRET, else "
+                        "<file>.key): rows with a customer_key count earlier contacts, in arrival order")
+    p.add_argument("--history-window-days", type=float, default=d.history_window_days,
+                   help="earlier contacts counted within this many days")
+    p.add_argument("--history-retention-days", type=float, default=d.history_retention_days,
+                   help="contacts older than this many days (by their created_at) are deleted from the store")
 
 
 def _where(spec: str | None, origin: str) -> tuple[str, str] | None:

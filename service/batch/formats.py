@@ -110,6 +110,12 @@ def output_schema(keep: Sequence[str]):  # type: ignore[no-untyped-def]
     def arrow(name: str, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         origin = typing.get_origin(hint)
+        inner = args[0] if args else hint
+        if isinstance(inner, type) and issubclass(inner, msgspec.Struct):  # e.g. route: a struct column
+            sub = typing.get_type_hints(inner)
+            return pa.struct([(f, arrow(f, sub[f])) for f in inner.__struct_fields__])
+        if origin is typing.Literal or typing.get_origin(inner) is typing.Literal:
+            return pa.string()
         if origin is dict:
             return pa.struct([(label, scalar[args[1]]) for label in SCORE_LABELS[name]])
         if origin is list:
@@ -136,7 +142,9 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
     """One record as CSV cells: score dicts spread over dotted columns, floats exact, reasons ' | '-joined."""
     out: dict[str, Any] = {}
     for k, v in rec.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and k == "route":  # strings and a list of reasons, not scores
+            out.update({f"{k}.{sub}": " | ".join(x) if isinstance(x, list) else x for sub, x in v.items()})
+        elif isinstance(v, dict):
             out.update({f"{k}.{sub}": repr(x) for sub, x in v.items()})
         elif isinstance(v, list):
             out[k] = " | ".join(v)

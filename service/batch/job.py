@@ -37,7 +37,9 @@ def _manifest(job: JobConfig, model_sha: str) -> dict[str, Any]:
     return {**src, "input_format": job.input_format, "output_format": job.output_format,
             "columns": asdict(job.columns), "model_sha256": model_sha, "max_text_chars": job.max_text_chars,
             "priority_config": job.priority_config, "timezone": job.timezone,
-            "created_at_format": job.created_at_format, "input_timezone": job.input_timezone}
+            "created_at_format": job.created_at_format, "input_timezone": job.input_timezone,
+            **({"routing_config": job.routing_config} if job.routing_config else {}),
+            **({"history": job.history} if job.history else {})}
 
 
 def chunked(rows: Iterable[Any], size: int, start: int) -> Iterator[tuple[int, list[tuple[int, Any]]]]:
@@ -78,18 +80,21 @@ def check_error_rate(t: Tally, max_rate: float, out: str) -> None:
                             "column says what went wrong per row")
 
 
-def run_local(job: JobConfig, store: PartStore, scorer: Any, prio: Any) -> int:
+def run_local(job: JobConfig, store: PartStore, scorer: Any, prio: Any, routing: Any = None,
+              history: Any = None) -> int:
     """Score the rows not yet in the store, one durable part per chunk."""
     from tqdm import tqdm
 
     from service.batch import rows
 
     done = store.done_rows()
+    source = job.input if job.input == "-" else str(Path(job.input).resolve())
     show = not job.quiet and sys.stderr.isatty()
     total = count_rows(job.input, job.input_format) if show else None  # only the progress bar's ETA needs it
     with tqdm(total=total, initial=done, unit="row", disable=not show, dynamic_ncols=True, smoothing=0.1) as bar:
         for first, chunk in chunked(read_rows(job.input, job.input_format, skip=done), job.chunk_rows, done):
-            records = rows.score_rows(scorer, prio, chunk, job.columns, job.max_text_chars, job.timestamps)
+            records = rows.score_rows(scorer, prio, chunk, job.columns, job.max_text_chars, job.timestamps,
+                                      routing=routing, history=history, source=source)
             store.add(first, records)
             bar.update(len(records))
     return store.done_rows()
@@ -104,6 +109,17 @@ def release_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def open_history(job: JobConfig) -> Any:
+    """The ``--history`` store (None without the flag); its secret is ``CT_STORE_SECRET`` when set."""
+    if not job.history:
+        return None
+    from service.store import StoreSettings, open_store
+
+    return open_store(StoreSettings(url=job.history, secret=os.environ.get("CT_STORE_SECRET") or None,
+                                    window_days=job.history_window_days,
+                                    retention_days=job.history_retention_days))
+
+
 def run(job: JobConfig) -> int:
     """Run the job: 0 on success (error rows included); raises :class:`TriageError` (exit 2 for a
     mistake found before scoring, 1 for a failure during it, 4 for too many error rows, 130 when
@@ -111,12 +127,15 @@ def run(job: JobConfig) -> int:
     from model.bundle import BundleError
     from model.scorer import Scorer
     from service.contract.priority import load_config
+    from service.contract.routing import load_routing
 
     t0 = time.monotonic()
     if job.input != "-" and not os.access(job.input, os.R_OK):
         raise UsageError(f"cannot read input {job.input!r}")
     check_columns(job)  # the head of the file only: a typo costs well under a second, before the model loads
     prio = load_config(job.priority_config, timezone_name=job.timezone)
+    routing = load_routing(job.routing_config)
+    history = open_history(job)
     try:  # the one load: files hashed once; Ray actors load their own copy after this check
         scorer = Scorer.load(job.bundle, intra_op_threads=job.threads, batch_size=job.batch_size,
                              complaint_prior=job.complaint_prior)
@@ -132,7 +151,7 @@ def run(job: JobConfig) -> int:
             release_memory()
             run_ray(job, store)
         else:
-            run_local(job, store, scorer, prio)
+            run_local(job, store, scorer, prio, routing, history)
             # free the model (weights + ORT arena) before assembling the final file, so the peak is
             # the larger of scoring and assembly, not their sum
             del scorer
@@ -141,6 +160,9 @@ def run(job: JobConfig) -> int:
         raise Interrupted(f"interrupted after {store.done_rows()} rows; re-run the same command to resume") from None
     except OSError as exc:
         raise TriageError(str(exc)) from None
+    finally:
+        if history is not None:
+            history.close()
     tally = assemble(store, job.output, job.output_format, job.columns.keep)
     _summary(tally, time.monotonic() - t0, job.output)
     check_error_rate(tally, job.max_error_rate, job.output)

@@ -37,7 +37,10 @@ class RayScorer:
 
         self.scorer = Scorer.load(job.bundle, intra_op_threads=job.cpus_per_actor, batch_size=job.batch_size,
                              complaint_prior=job.complaint_prior)
+        from service.contract.routing import load_routing
+
         self.priority = load_config(job.priority_config, timezone_name=job.timezone)
+        self.routing = load_routing(job.routing_config)
         self.job = job
 
     def __call__(self, batch: Any) -> dict[str, Any]:
@@ -50,7 +53,7 @@ class RayScorer:
         else:  # Parquet: Arrow rows → Python exactly as the local reader makes them
             raws = batch.to_pylist()
         records = score_rows(self.scorer, self.priority, list(enumerate(raws)), self.job.columns,
-                             self.job.max_text_chars, self.job.timestamps)
+                             self.job.max_text_chars, self.job.timestamps, routing=self.routing)
         return {"record": [msgspec.json.encode(r) for r in records]}
 
 

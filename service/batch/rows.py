@@ -15,6 +15,7 @@ exact, and left out of the final file.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any, Sequence
 
 import msgspec
@@ -22,6 +23,7 @@ import msgspec
 from model.scorer import Scorer
 from service.batch.config import Columns
 from service.contract.priority import PriorityConfig
+from service.contract.routing import RoutingConfig
 from service.contract.schemas import Message
 from service.contract.timestamps import TimestampParser
 from service.contract.triage import build_results, bundle_thresholds
@@ -30,7 +32,7 @@ from service.contract.validate import DEFAULT_TIMESTAMPS, ContractError, to_mess
 _json = msgspec.json.Decoder()
 _to_builtins = msgspec.to_builtins
 #: message fields read from the columns of the same name in Columns (the author's are nested)
-_FIELDS = ("id", "channel", "promoted", "prior_contacts", "created_at")
+_FIELDS = ("id", "channel", "promoted", "prior_contacts", "created_at", "customer_key")
 _AUTHOR = ("followers", "verified")
 
 
@@ -105,9 +107,28 @@ def decode_line(line: bytes | str) -> dict[str, Any]:
     return obj
 
 
+def count_history(history: Any, good: Sequence[tuple[int, int, Message]], source: str) -> list[int | None]:
+    """Earlier contacts of each message's customer (recording it): rows in arrival order. A row
+    without ``created_at`` counts as arriving now; its reference is its id, else its row number in
+    ``source``, so a resumed or repeated run does not count the same row twice."""
+    from service.store import Contact
+
+    now = datetime.now(UTC)
+    keyed = [(k, row_no, m) for k, row_no, m in good if m.customer_key]
+    counts = history.count_and_record([Contact(key=m.customer_key or "", channel=m.channel, at=m.created_at or now,
+                                               ref=m.id or f"{source}:row:{row_no}") for _, row_no, m in keyed])
+    out: list[int | None] = [None] * len(good)
+    index = {k: i for i, (k, _, _) in enumerate(good)}
+    for (k, _, _), n in zip(keyed, counts):
+        out[index[k]] = n
+    return out
+
+
 def score_rows(scorer: Scorer, priority: PriorityConfig, rows: Sequence[tuple[int, Any]], cols: Columns,
-               max_chars: int, timestamps: TimestampParser = DEFAULT_TIMESTAMPS) -> list[dict[str, Any]]:
-    """Score (row_no, raw) pairs, raw being a dict or a JSONL line; one record per row, in order."""
+               max_chars: int, timestamps: TimestampParser = DEFAULT_TIMESTAMPS, *,
+               routing: RoutingConfig | None = None, history: Any = None, source: str = "") -> list[dict[str, Any]]:
+    """Score (row_no, raw) pairs, raw being a dict or a JSONL line; one record per row, in order.
+    ``history`` (a :class:`service.store.Store`) counts repeat contacts of rows with a customer_key."""
     out: list[dict[str, Any] | None] = [None] * len(rows)
     good: list[tuple[int, Message, dict[str, Any]]] = []
     for k, (row_no, raw) in enumerate(rows):
@@ -126,7 +147,9 @@ def score_rows(scorer: Scorer, priority: PriorityConfig, rows: Sequence[tuple[in
     if good:
         msgs = [m for _, m, _ in good]
         preds = scorer.predict([m.text for m in msgs])
-        results = build_results(msgs, preds, bundle_thresholds(scorer.meta), priority, received_at=None)
+        counts = count_history(history, [(k, rows[k][0], m) for k, m, _ in good], source) if history else None
+        results = build_results(msgs, preds, bundle_thresholds(scorer.meta), priority, received_at=None,
+                                routing=routing, history=counts)
         for (k, _msg, kept), res in zip(good, results):
             out[k] = {"row": rows[k][0], **_to_builtins(res), "error": None, **kept}
     return [r for r in out if r is not None]

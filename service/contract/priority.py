@@ -129,6 +129,8 @@ class Signals:
     promoted: bool = False
     prior_contacts: int = 0
     when: datetime | None = None  # created_at, else the time it was received; None = unknown
+    #: kinds of personal data a public post exposes (they make the follow-up private)
+    personal_data: tuple[str, ...] = ()
 
 
 def _followers(n: int) -> str:
@@ -156,7 +158,10 @@ def priority(sig: Signals, cfg: PriorityConfig) -> tuple[int, list[str]]:
     if not sig.is_complaint:  # metadata boosts only for complaints: a viral thank-you stays low
         return int(round(min(100.0, max(0.0, score)))), reasons
     boosts: list[tuple[float, str]] = []
-    if sig.private_followup:
+    if sig.private_followup and sig.personal_data:
+        boosts.append((cfg.private_followup, f"private follow-up needed: public post exposes "
+                                             f"{', '.join(sig.personal_data)}"))
+    elif sig.private_followup:
         boosts.append((cfg.private_followup, f"private follow-up needed (p={sig.private_followup_probability:.2f})"))
     if sig.channel in PUBLIC_CHANNELS:
         boosts.append((cfg.public_channel, f"public channel ({sig.channel})"))

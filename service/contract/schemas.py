@@ -39,8 +39,11 @@ class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     channel: Channel | None = None
     author: Author | None = None
     promoted: bool = False
-    prior_contacts: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIOR_CONTACTS)] = 0
+    #: absent (UNSET) = unknown: the service's contact history counts them (see ``customer_key``)
+    prior_contacts: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIOR_CONTACTS)] | msgspec.UnsetType = msgspec.UNSET
     created_at: datetime | None = None
+    #: any stable id of the customer; only its keyed hash is stored (contact history)
+    customer_key: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)] | None = None
     warnings: list[str] = msgspec.field(default_factory=list)
 
 
@@ -59,12 +62,28 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     prior_contacts: Annotated[Any, msgspec.Meta(description=f"0..{MAX_PRIOR_CONTACTS}; {_META}")] = None
     created_at: Annotated[Any, msgspec.Meta(description="ISO 8601, RFC 2822, Twitter/X format, or Unix seconds/ms; "
                                                         + _META)] = None
+    customer_key: Annotated[Any, msgspec.Meta(description=f"any stable id of the customer, 1..{MAX_ID_CHARS} "
+                                                          f"characters; only its keyed hash is stored; {_META}")] = None
 
 
 class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/score``."""
 
     messages: list[MessageIn]
+
+
+#: how the team answers a message (route.channel)
+ROUTE_CHANNELS: tuple[str, ...] = ("dm", "callback", "email", "public_reply", "none")
+RouteChannel = Literal[ROUTE_CHANNELS]  # type: ignore[valid-type]
+
+
+class Route(msgspec.Struct):
+    """Where a message goes (service/contract/routing.toml): queue, answer channel, deadline, why."""
+
+    queue: str
+    channel: RouteChannel
+    respond_by: str | None  # RFC 3339 in the queue's time zone; None when the message's time is unknown
+    reasons: list[str]
 
 
 class Result(msgspec.Struct):
@@ -85,6 +104,9 @@ class Result(msgspec.Struct):
     truncated: bool
     #: metadata fields that could not be read and were left out of the priority (one reason each)
     warnings: list[str]
+    #: kinds of personal data found in the text (never the values): card, email, iban, order_ref, phone
+    exposes_personal_data: list[str] = []
+    route: Route | None = None  # always set by triage; a default only so Result stays easy to extend
 
 
 #: the keys of each score dict in a Result, in model-output order

@@ -18,11 +18,13 @@ from typing import Sequence
 
 from model.bundle import BundleMeta
 from model.decisions import decide_arrays
-from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
+from model.labels import PUBLIC_CHANNELS, SENTIMENT_LABELS, SEVERITY_LABELS
 from model.scorer import Predictions, Scorer
 from service.contract.langid import detect_language
+from service.contract.pii import detect_personal_data
 from service.contract.priority import PriorityConfig, Signals, priority
-from service.contract.schemas import Message, Result
+from service.contract.routing import RouteSignals, RoutingConfig, default_routing, route
+from service.contract.schemas import Message, Result, Route
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,18 @@ def bundle_thresholds(meta: BundleMeta) -> Thresholds:
 
 
 def build_results(messages: Sequence[Message], preds: Predictions, thresholds: Thresholds, cfg: PriorityConfig,
-                  received_at: datetime | None = None) -> list[Result]:
+                  received_at: datetime | None = None, *, routing: RoutingConfig | None = None,
+                  history: Sequence[int | None] | None = None) -> list[Result]:
     """Turn head probabilities into contract results (input order preserved).
 
-    ``received_at`` stands in for a missing ``created_at`` when judging business hours (the
-    HTTP API passes the arrival time; batch jobs pass None so old files score deterministically).
+    ``received_at`` stands in for a missing ``created_at`` when judging business hours and the
+    SLA (the HTTP API passes the arrival time; batch jobs pass None so old files score
+    deterministically). ``history`` holds, per message, the earlier contacts the contact store
+    counted for its ``customer_key`` (None: not looked up); a ``prior_contacts`` the caller sent
+    wins over it. A public post that exposes personal data needs a private follow-up whatever the
+    model says. ``routing`` defaults to the shipped rules.
     """
+    routing = routing or default_routing()
     results = []
     dec = decide_arrays(preds.severity, preds.followup, preds.sentiment, thresholds.complaint,
                         thresholds.private_followup)
@@ -58,23 +66,37 @@ def build_results(messages: Sequence[Message], preds: Predictions, thresholds: T
         complaint_p = 1.0 - sev["none"]
         complaint = bool(dec.is_complaint[i])
         author = msg.author
+        pii = tuple(detect_personal_data(msg.text))
+        exposed = pii if msg.channel in PUBLIC_CHANNELS else ()
+        fol = fol or bool(exposed)
+        prior = msg.prior_contacts if isinstance(msg.prior_contacts, int) else (history[i] if history else None) or 0
+        when = msg.created_at or received_at
         prio, reasons = priority(Signals(
             severity_scores=sev, is_complaint=complaint, private_followup=fol, private_followup_probability=fol_p,
             channel=msg.channel, followers=author.followers if author else None,
             verified=author.verified if author else None, promoted=msg.promoted,
-            prior_contacts=msg.prior_contacts, when=msg.created_at or received_at), cfg)
+            prior_contacts=prior, when=when, personal_data=exposed), cfg)
+        severity, sentiment, language = (SEVERITY_LABELS[int(dec.severity[i])],
+                                         SENTIMENT_LABELS[int(dec.sentiment[i])], detect_language(msg.text))
+        queue, channel, respond_by, why = route(RouteSignals(
+            severity=severity, sentiment=sentiment, is_complaint=complaint, private_followup=fol, personal_data=pii,
+            language=language, channel=msg.channel, prior_contacts=prior, when=when), routing)
         results.append(Result(
-            id=msg.id, severity=SEVERITY_LABELS[int(dec.severity[i])], severity_scores=sev,
+            id=msg.id, severity=severity, severity_scores=sev,
             complaint_probability=complaint_p, is_complaint=complaint,
             private_followup=fol, private_followup_probability=fol_p,
-            sentiment=SENTIMENT_LABELS[int(dec.sentiment[i])], sentiment_scores=sen,
-            language=detect_language(msg.text), priority=prio, priority_reasons=reasons,
-            truncated=bool(preds.truncated[i]), warnings=list(msg.warnings)))
+            sentiment=sentiment, sentiment_scores=sen,
+            language=language, priority=prio, priority_reasons=reasons,
+            truncated=bool(preds.truncated[i]), warnings=list(msg.warnings), exposes_personal_data=list(pii),
+            route=Route(queue=queue, channel=channel,  # type: ignore[arg-type]
+                        respond_by=respond_by.isoformat() if respond_by else None, reasons=why)))
     return results
 
 
 def score_messages(scorer: Scorer, messages: Sequence[Message], cfg: PriorityConfig,
-                   received_at: datetime | None = None) -> list[Result]:
+                   received_at: datetime | None = None, *, routing: RoutingConfig | None = None,
+                   history: Sequence[int | None] | None = None) -> list[Result]:
     """In-process scoring of a list of messages (the reference the service must equal)."""
     preds = scorer.predict([m.text for m in messages])
-    return build_results(messages, preds, bundle_thresholds(scorer.meta), cfg, received_at)
+    return build_results(messages, preds, bundle_thresholds(scorer.meta), cfg, received_at, routing=routing,
+                         history=history)

@@ -54,10 +54,11 @@ _RULES = {
     "author.verified": "verified must be true/false",
     "promoted": "promoted must be true/false",
     "prior_contacts": f"prior_contacts must be an integer from 0 to {MAX_PRIOR_CONTACTS}",
+    "customer_key": f"customer_key must be a non-empty string of at most {MAX_ID_CHARS} characters",
 }
 #: the type each metadata field is read as (defined once, on the Structs)
 _TYPES = {**{k: v for k, v in typing.get_type_hints(Message, include_extras=True).items()
-             if k in ("channel", "promoted", "prior_contacts")},
+             if k in ("channel", "promoted", "prior_contacts", "customer_key")},
           **{f"author.{k}": v for k, v in typing.get_type_hints(Author, include_extras=True).items()}}
 DEFAULT_TIMESTAMPS = TimestampParser()
 
@@ -122,6 +123,7 @@ def read_metadata(msg: MessageIn, timestamps: TimestampParser = DEFAULT_TIMESTAM
     channel = _field("channel", msg.channel, warnings)
     promoted = _field("promoted", msg.promoted, warnings)
     prior = _field("prior_contacts", msg.prior_contacts, warnings)
+    customer_key = _field("customer_key", msg.customer_key, warnings)
     created = None
     if msg.created_at is not None:
         try:
@@ -129,8 +131,9 @@ def read_metadata(msg: MessageIn, timestamps: TimestampParser = DEFAULT_TIMESTAM
         except ValueError as exc:
             warnings.append(str(exc))
     return Message(text=msg.text, id=str(msg.id) if isinstance(msg.id, int) else msg.id, channel=channel,
-                   author=_author(msg.author, warnings), promoted=bool(promoted), prior_contacts=prior or 0,
-                   created_at=created, warnings=warnings)
+                   author=_author(msg.author, warnings), promoted=bool(promoted),
+                   prior_contacts=msgspec.UNSET if prior is None else prior,  # unset: the contact history counts
+                   created_at=created, customer_key=customer_key, warnings=warnings)
 
 
 def _author(value: Any, warnings: list[str]) -> Author | None:

@@ -40,17 +40,18 @@ EXAMPLES = int(os.environ.get("CT_FUZZ_EXAMPLES", "50"))
 # schema says date-time / integer.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, positive_data_acceptance]
-OPERATIONS = [("POST", "/v1/score"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/info"), ("GET", "/metrics")]
+OPERATIONS = [("POST", "/v1/score"), ("POST", "/v1/feedback"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/info"), ("GET", "/metrics")]
 #: (method path status) → count, across the whole module; printed and checked by the last test
 SEEN: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
-def api_schema(tiny_bundle: Path) -> Any:
+def api_schema(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     # small limits keep generated batches cheap; the schema publishes them (maxItems / maxLength)
     # body cap above the largest schema-valid body (8 x 4000 astral characters as 12-byte JSON escapes)
     app = create_app(Settings(bundle=tiny_bundle, max_messages=8, max_text_chars=4000, max_body_bytes=1_000_000,
-                              max_batch=8, max_queue=64, ort_threads=1))
+                              max_batch=8, max_queue=64, ort_threads=1,
+                              store=str(tmp_path_factory.mktemp("store") / "store.sqlite3")))
     return schemathesis.openapi.from_asgi("/schema/openapi.json", app)
 
 
@@ -59,10 +60,10 @@ def test_every_operation_is_fuzzed(api_schema: Any) -> None:
     assert published == set(OPERATIONS)
 
 
-# negative cases need something to break: only POST /v1/score takes input (the GETs have no parameters)
+# negative cases need something to break: only the POSTs take input (the GETs have no parameters)
 @pytest.mark.parametrize(("method", "path", "mode"),
                          [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS]
-                         + [("POST", "/v1/score", GenerationMode.NEGATIVE)], ids=str)
+                         + [(m, p, GenerationMode.NEGATIVE) for m, p in OPERATIONS if m == "POST"], ids=str)
 def test_api_conforms_to_its_schema(api_schema: Any, method: str, path: str, mode: GenerationMode) -> None:
     operation = api_schema[path][method]
 
@@ -84,3 +85,4 @@ def test_fuzz_reached_the_model() -> None:
     print("\nschemathesis requests by answer:", dict(sorted(SEEN.items())), "total", sum(SEEN.values()))
     assert SEEN.get("POST /v1/score 200", 0) > 0, SEEN
     assert any(k.startswith("POST /v1/score 4") for k in SEEN), SEEN
+    assert SEEN.get("POST /v1/feedback 201", 0) > 0 and any(k.startswith("POST /v1/feedback 4") for k in SEEN), SEEN

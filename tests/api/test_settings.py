@@ -45,3 +45,16 @@ def test_api_keys_from_variable_and_file(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# comment\nk-one\n  k-two  \n\n")
     assert load_api_keys({"CT_API_KEYS": "a, b,", "CT_API_KEYS_FILE": str(keys)}) == {"a", "b", "k-one", "k-two"}
+
+
+def test_routing_and_store_settings_from_env(tmp_path: Path) -> None:
+    s = Settings.from_env({"CT_ROUTING_CONFIG": "r.toml", "CT_STORE": "redis://h:6379/1", "CT_STORE_SECRET": "x" * 20,
+                           "CT_HISTORY_WINDOW_DAYS": "14", "CT_STORE_RETENTION_DAYS": "60"})
+    assert (s.routing_config, s.store, s.history_window_days, s.store_retention_days) == (
+        Path("r.toml"), "redis://h:6379/1", 14.0, 60.0)
+    assert "x" * 20 not in repr(s)  # the secret never reaches a log line through repr
+    assert Settings.from_env({}).store == "var/store.sqlite3"
+    with pytest.raises(UsageError, match="CT_HISTORY_WINDOW_DAYS"):
+        Settings.from_env({"CT_HISTORY_WINDOW_DAYS": "-1"})
+    with pytest.raises(UsageError, match="CT_STORE_RETENTION_DAYS='forever'"):
+        Settings.from_env({"CT_STORE_RETENTION_DAYS": "forever"})

@@ -34,11 +34,11 @@ def _counting_score_rows(monkeypatch: pytest.MonkeyPatch, interrupt_on_call: int
 
     real, firsts = service.batch.rows.score_rows, []
 
-    def wrapper(scorer: Any, prio: Any, rows: Any, *a: Any) -> Any:
+    def wrapper(scorer: Any, prio: Any, rows: Any, *a: Any, **kw: Any) -> Any:
         if interrupt_on_call is not None and len(firsts) == interrupt_on_call:
             raise KeyboardInterrupt
         firsts.append(rows[0][0])
-        return real(scorer, prio, rows, *a)
+        return real(scorer, prio, rows, *a, **kw)
 
     monkeypatch.setattr(service.batch.rows, "score_rows", wrapper)
     return firsts

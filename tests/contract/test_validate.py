@@ -43,6 +43,8 @@ HOSTILE: list[tuple[str, Any]] = [
     ("created_at", "2026-03-07T23:10:00Z"), ("created_at", "2026-03-07 23:10:00"), ("created_at", "2026-03-07"),
     ("created_at", "yesterday"), ("created_at", 0.01), ("created_at", None),
     ("created_at", "9999-12-31T23:59:59-14:00"), ("created_at", "0001-01-01T00:00:00+14:00"),
+    ("customer_key", "crm-1"), ("customer_key", ""), ("customer_key", "k" * 257), ("customer_key", 42),
+    ("customer_key", None), ("prior_contacts", 0),
     ("colour", "red"),
 ]
 
