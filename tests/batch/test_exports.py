@@ -49,7 +49,8 @@ def same_scores(rec: dict[str, Any], ref: dict[str, Any], exact: bool = True) ->
         assert got == ref, (rec, ref)
         return
     for k, v in ref.items():
-        assert got[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, (float, dict)) else v), (k, got[k], v)
+        numeric = isinstance(v, float) or (isinstance(v, dict) and all(isinstance(x, float) for x in v.values()))
+        assert got[k] == (pytest.approx(v, rel=1e-6) if numeric else v), (k, got[k], v)
 
 
 # --------------------------------------------------------------------------------------------- layouts
