@@ -6,8 +6,8 @@ round (busy parsing HTTP and building responses) before it got the next one, and
 inside the model thread. Now:
 
 - a request's messages are tokenised in :meth:`MicroBatcher.submit`, on the event loop for small
-  requests (a tweet costs tens of µs, less than a thread hop) or in a worker thread for big ones,
-  so the model thread only pads and runs ONNX Runtime;
+  requests (a tweet costs tens of µs, less than a thread hop) or in one tokeniser thread for big
+  ones, so the model thread only pads and runs ONNX Runtime;
 - one dedicated model thread takes its next batch straight from a locked queue the moment the
   previous one is done, and hands results back with ``call_soon_threadsafe``: the event loop
   answers requests while the model computes the next batch;
@@ -30,10 +30,10 @@ import contextlib
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import anyio
 import numpy as np
 
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
@@ -117,11 +117,13 @@ class MicroBatcher:
         self.plan_window = plan_window or 2 * max_batch
         self._queue: deque[_Item] = deque()
         self._queued = 0  # live messages in the queue (items of cancelled jobs are skipped lazily)
+        self._reserved = 0  # admitted messages still being tokenised
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
+        self._tokenizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-tokenize")
 
     @classmethod
     def for_scorer(cls, scorer: Scorer, **kwargs: Any) -> MicroBatcher:
@@ -146,6 +148,7 @@ class MicroBatcher:
             self._cond.notify_all()
         if self._stopped is not None:
             await self._stopped
+        self._tokenizer.shutdown(wait=False)
 
     async def submit(self, texts: Sequence[str]) -> Predictions:
         """Tokenise, queue, and wait for the model (:class:`Overloaded` at once when the queue is full)."""
@@ -153,14 +156,23 @@ class MicroBatcher:
 
     async def enqueue(self, texts: Sequence[str]) -> Job:
         """Tokenise and queue ``texts``; the returned job's future resolves to its predictions."""
-        self._refuse(len(texts))
-        if sum(len(t) for t in texts) > INLINE_TOKENIZE_CHARS:
-            ids, truncated = await anyio.to_thread.run_sync(self._tokenize, texts)
-        else:
-            ids, truncated = self._tokenize(texts)
+        n = len(texts)
+        with self._cond:  # admission counts messages still being tokenised, so a burst is refused at once
+            self._refuse(n)
+            self._reserved += n
+        try:
+            if sum(len(t) for t in texts) > INLINE_TOKENIZE_CHARS:
+                # one tokeniser thread, not anyio's pool of 40: forty threads contending for the GIL
+                # starve the event loop under a burst of big requests
+                ids, truncated = await asyncio.get_running_loop().run_in_executor(self._tokenizer, self._tokenize,
+                                                                                  texts)
+            else:
+                ids, truncated = self._tokenize(texts)
+        finally:
+            with self._cond:
+                self._reserved -= n
         job = Job(ids, truncated, asyncio.get_running_loop().create_future())
         with self._cond:
-            self._refuse(len(texts))  # the queue may have filled while a big request was tokenised
             self._queue.extend(_Item(job, i, len(row)) for i, row in enumerate(ids))
             job.queued = len(ids)
             self._queued += len(ids)
@@ -188,8 +200,9 @@ class MicroBatcher:
     def _refuse(self, n: int) -> None:
         if self._closing:
             raise Overloaded("shutting down")
-        if self._queued + n > self.max_queue:
-            raise Overloaded(f"queue full ({self._queued} messages waiting, limit {self.max_queue})")
+        waiting = self._queued + self._reserved
+        if waiting + n > self.max_queue:
+            raise Overloaded(f"queue full ({waiting} messages waiting, limit {self.max_queue})")
 
     # ------------------------------------------------------------------ model thread
     def _take(self) -> list[_Item] | None:
