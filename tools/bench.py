@@ -120,9 +120,9 @@ class RawBench:
                 self.lat[k].append(time.perf_counter() - t0)
         for k, sc in self.scorers.items():  # a client's call of best-batch size: how long it waits
             b = self.best(k)
-            for i in range(0, len(self.latency_texts) - b + 1, b):
+            for i in range(0, len(self.texts) - b + 1, b):
                 t0 = time.perf_counter()
-                sc.predict(self.latency_texts[i:i + b], batch_size=b)
+                sc.predict(self.texts[i:i + b], batch_size=b)
                 self.call_lat[k].append(time.perf_counter() - t0)
         wall = time.perf_counter() - wall0
         self.other.append(max(0.0, (system_busy_seconds() - busy0) - (time.process_time() - own0)) / wall)

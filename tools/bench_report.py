@@ -241,7 +241,7 @@ def summary(res: dict[str, Any], checks: list[Target]) -> str:
 
     if raw:
         add("raw ORT, batch 1", raw.get("batch1_msgs_per_s"), raw.get("latency_p50_ms"))
-        add(f"raw ORT, best batch ({raw['best_batch_size']}; p50 of one call)", raw["best_msgs_per_s"],
+        add(f"raw ORT, best batch ({raw.get('best_batch_size')}; p50 of one call)", raw.get("best_msgs_per_s"),
             raw.get("best_batch_call_p50_ms"))
     for c, target in ((1, T_LATENCY), (32, T_THROUGHPUT)):
         r = _by_concurrency(svc, c)
