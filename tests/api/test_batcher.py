@@ -98,3 +98,40 @@ async def test_oldest_message_runs_next_and_cancelled_jobs_never_reach_the_model
     assert long_len in rec.batches[1]  # the oldest queued message went first, not after the short ones
     assert sum(len(b) for b in rec.batches) == 1 + 1 + 6  # the cancelled job's 5 messages never ran
     assert gone.future.cancelled()
+
+
+def test_server_drops_the_messages_of_a_client_that_disconnected(tiny_bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real server: a client queued behind a big request hangs up; its message never reaches the model."""
+    import json
+    import re
+    import socket
+    import threading as th
+    import time
+
+    import httpx
+
+    from tools.server import ServerProcess
+
+    env = {"CT_MAX_BATCH": "1", "CT_ORT_THREADS": "1", "CT_MAX_MESSAGES": "256", "CT_MAX_QUEUE": "512"}
+    big = {"messages": [{"text": f"my parcel never arrived, order {i} " * 8} for i in range(256)]}
+    with ServerProcess(tiny_bundle, log_dir=tmp_path, env=env) as srv:
+        def metric(name: str) -> float:
+            m = re.search(rf"^{name} (\S+)$", httpx.get(f"{srv.url}/metrics").text, re.M)
+            return float(m.group(1)) if m else 0.0
+
+        done: list[int] = []
+        sender = th.Thread(target=lambda: done.append(httpx.post(srv.score_url, json=big, timeout=60).status_code))
+        sender.start()
+        deadline = time.monotonic() + 10
+        while metric("ct_queue_depth") < 100 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        body = json.dumps({"messages": [{"text": "nobody will read this answer"}]}).encode()
+        with socket.create_connection((srv.url.split("//")[1].split(":")[0], srv.port)) as s:
+            s.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.05)  # let the server read and queue it, then hang up
+        sender.join(60)
+        assert done == [200]
+        assert metric("ct_messages_dropped_total") == 1.0
+        assert metric('ct_errors_total{kind="client_gone"}') == 1.0
+        assert metric("ct_messages_scored_total") == 256.0  # only the big request was answered
