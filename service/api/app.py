@@ -33,6 +33,7 @@ from service.api.auth import api_key_guard
 from service.api.batcher import Job, MicroBatcher, Overloaded
 from service.api.errors import client_error, documented, error_handler, unavailable
 from service.api.settings import Settings
+from service.contract.langid import detect_language
 from service.contract.priority import PriorityConfig, load_config
 from service.contract.schemas import ScoreRequest, ScoreResponse
 from service.contract.triage import Thresholds, build_results, bundle_thresholds
@@ -79,6 +80,8 @@ def load_runtime(settings: Settings) -> Runtime:
     scorer = Scorer.load(settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
                          spin=settings.ort_spin, complaint_prior=settings.complaint_prior)
     scorer.predict(["warm-up message"] * 8)
+    # py3langid loads (unzips) its model on first use: at start-up, not on the first request's event loop
+    detect_language("warm-up message for the language identifier")
     return Runtime(scorer, priority, bundle_thresholds(scorer.meta))
 
 
