@@ -1,16 +1,19 @@
 """``python -m tools.bench`` (``make bench``): how fast is the service, against what it could be
 and against the naive alternative?
 
-1. raw ONNX Runtime in-process (``Scorer.predict``) at batch 1/8/32/64, and batch-1 latency;
+1. raw ONNX Runtime in-process (``Scorer.predict``) at batch 1/8/32/64, single-message latency and
+   the latency of one best-batch call; with ``--fp32-model PATH`` the same for an fp32 build of the
+   same weights, interleaved batch size by batch size, and the fast/fp32 ratio;
 2. the real server (``complaint-triage serve`` in its own process) under a separate closed-loop
-   load-generator process at several concurrencies (``tools/load.py``);
+   load-generator process at several concurrencies (``tools/load.py``, its lean HTTP client);
+   with ``--repeat N``, N rounds of (1) and (2) alternate on one server and every figure is a median;
 3. a plain ``transformers`` pipeline with torch behind a minimal server, same load generator
    (``tools/bench_torch_server.py``);
 4. the batch CLI (``complaint-triage score``): throughput vs raw ORT and peak RSS at N and 5×N.
 
-Prints one markdown table plus PASS/MISS target checks and writes ``bench.json`` and ``bench.md``.
-It reports; it never fails because a target is missed. Needs the ``bench`` extra (psutil, httpx);
-the torch section needs the ``train`` extra.
+Prints a summary table (every headline figure and target with PASS/MISS: what the README shows),
+then every figure, and writes ``bench.json`` and ``bench.md``. It reports; it never fails because
+a target is missed. Needs the ``bench`` extra (psutil, httpx); the torch section needs ``train``.
 """
 
 from __future__ import annotations
