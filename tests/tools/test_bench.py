@@ -125,3 +125,23 @@ def test_median_runs_takes_the_median_of_each_level() -> None:
     assert [m["throughput_rps"] for m in merged] == [95.0, 140.0]
     assert merged[1]["rounds_throughput_rps"] == [140.0, 80.0, 150.0] and merged[1]["errors"] == 3
     assert merged[0]["server_cpu_cores"] is None
+
+
+def test_lean_load_client_reads_every_answer_of_a_real_server(tiny_bundle: Path, tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from tools.load import lean_closed_loop, one_message_bodies
+    from tools.server import ServerProcess
+
+    got: list[tuple[int | str, bytes]] = []
+    texts = ["my parcel never arrived", "danke, alles gut 👍", "x" * 3000]
+    with ServerProcess(tiny_bundle, log_dir=tmp_path, env={"CT_ORT_THREADS": "1", "CT_KEEP_ALIVE_S": "0.2"}) as srv:
+        asyncio.run(lean_closed_loop(srv.score_url, one_message_bodies(texts, 0), 4, time.perf_counter() + 1.5,
+                                     lambda status, _s, body, _t: got.append((status, body))))
+        bad = []
+        asyncio.run(lean_closed_loop(f"{srv.url}/nowhere", [b"{}"], 1, time.perf_counter() + 0.3,
+                                     lambda status, _s, body, _t: bad.append(status)))
+    assert len(got) > 10 and {s for s, _ in got} == {200}
+    assert all(len(json.loads(b)["results"]) == 1 for _, b in got)  # whole bodies, one per request
+    assert bad and set(bad) == {404}
