@@ -216,6 +216,11 @@ def notes(res: dict[str, Any]) -> list[str]:
         notes.append("torch pipeline: converted e5 backbone with a RANDOM 5-way head (meaningless outputs, "
                      "valid for speed only); one request = one pipeline call in a worker thread, no batching; "
                      f"torch threads = {meta['cpu_count']}; same truncation (max_length) and e5 prefix.")
+    if res.get("service") or res.get("torch"):
+        notes.append("load generator: a minimal HTTP/1.1 keep-alive client on asyncio streams (tools/load.py, "
+                     "pre-built requests), so it takes little of the cores the servers share; CPU ms/req = the "
+                     "server process's CPU time per answered request (all its threads), CPU ms/msg for raw ORT = "
+                     "this process's CPU time per message (ORT threads spin, so waiting counts as CPU).")
     notes.append("raw ORT latency = `Scorer.predict([text])` in-process; service latency adds HTTP, JSON, "
                  "language id, priority rules and the load generator's own overhead.")
     notes.append("raw ORT sorts a whole call's messages by token length before forming batches; the service "
