@@ -163,6 +163,18 @@ class Scorer:
         """Score texts: calibrated probabilities per head (temperatures from the bundle, then the
         optional complaint-prior correction)."""
         s, f, t, truncated = self.logits(texts, batch_size)
+        return self._calibrate(s, f, t, truncated)
+
+    def predict_ids(self, ids: Sequence[Sequence[int]], truncated: Sequence[bool]) -> Predictions:
+        """Score ONE model batch of token ids (rows as ``encoder.token_ids`` returns them), as
+        :meth:`predict` would: the service tokenises on request threads and its model thread
+        runs only this, on batches it has already grouped by length."""
+        enc = self.encoder.pad(ids, truncated)
+        s, f, t = self.session.run(list(ONNX_OUTPUTS), {"input_ids": enc.input_ids,
+                                                         "attention_mask": enc.attention_mask})
+        return self._calibrate(s, f[:, 0], t, enc.truncated)
+
+    def _calibrate(self, s: np.ndarray, f: np.ndarray, t: np.ndarray, truncated: np.ndarray) -> Predictions:
         t_sev, t_fol, t_sen = self._temps  # temperature scaling fitted on validation
         sev = softmax(s / t_sev)
         if self.complaint_prior is not None:

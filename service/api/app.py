@@ -8,11 +8,12 @@ setting, config or bundle stops the server with one clear line; tests let the li
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, lru_cache, partial
 from typing import Any, AsyncIterator
 
 import anyio
@@ -26,13 +27,14 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from model.labels import labels_dict
-from model.scorer import Scorer
+from model.scorer import Predictions, Scorer
 from service.api import metrics
 from service.api.auth import api_key_guard
-from service.api.batcher import MicroBatcher, Overloaded
+from service.api.batcher import Job, MicroBatcher, Overloaded
 from service.api.errors import client_error, documented, error_handler, unavailable
 from service.api.feedback import document_feedback, make_feedback_route
 from service.api.settings import Settings
+from service.contract.langid import detect_language
 from service.contract.priority import PriorityConfig, load_config
 from service.contract.routing import RoutingConfig, load_routing
 from service.contract.schemas import Message, ScoreRequest, ScoreResponse
@@ -42,6 +44,8 @@ from service.store import Contact, Store, StoreSettings, open_store
 
 log = logging.getLogger("complaint_triage")
 MODEL_HEADER = "X-Model-Version"
+#: status logged for a request whose client disconnected before it was scored (nginx's 499: never sent)
+CLIENT_GONE = 499
 #: requests with more text than this build their results (language id, priority) in a worker thread:
 #: inline, a 4 MB request held the event loop (and /health) for ~1 s
 OFFLOAD_CHARS = 50_000
@@ -59,6 +63,19 @@ class Runtime:
     thresholds: Thresholds
     routing: RoutingConfig | None = None
     store: Store | None = None  # contact history + feedback; None when CT_STORE=off
+
+    @property
+    def model_name(self) -> str:
+        return self.scorer.meta.name
+
+    @property
+    def model_version(self) -> str:
+        return self.scorer.meta.version
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        """Response headers every /v1/score answer carries (built once)."""
+        return {MODEL_HEADER: f"{self.scorer.meta.name}/{self.scorer.meta.version}"}
 
 
 def open_settings_store(settings: Settings) -> Store | None:
@@ -79,6 +96,8 @@ def load_runtime(settings: Settings) -> Runtime:
     scorer = Scorer.load(settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
                          spin=settings.ort_spin, complaint_prior=settings.complaint_prior)
     scorer.predict(["warm-up message"] * 8)
+    # py3langid loads (unzips) its model on first use: at start-up, not on the first request's event loop
+    detect_language("warm-up message for the language identifier")
     return Runtime(scorer, priority, bundle_thresholds(scorer.meta), routing, store)
 
 
@@ -148,11 +167,19 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
                                  timestamps=settings.timestamps)
     except ContractError as exc:
         raise client_error(exc) from None
+    batcher: MicroBatcher = state.batcher
+    ahead = batcher.queued
     try:
-        preds = await state.batcher.submit([m.text for m in messages])
+        job = await batcher.enqueue([m.text for m in messages])
     except Overloaded as exc:
         metrics.ERRORS.labels("overloaded").inc()
         raise unavailable(f"overloaded: {exc}; retry later") from exc
+    # behind a full batch or more, watch the connection: if the client goes, its messages are dropped
+    # before they reach the model (not worth a watcher task when the next batch takes it anyway)
+    preds = await (_wait_unless_gone(request, batcher, job) if ahead >= batcher.max_batch else batcher.wait(job))
+    if preds is None:
+        metrics.ERRORS.labels("client_gone").inc()
+        return Response(ScoreResponse(rt.model_name, rt.model_version, []), status_code=CLIENT_GONE)
     meta = rt.scorer.meta
     history = await count_history(rt, messages, received)
     build = partial(build_results, messages, preds, rt.thresholds, rt.priority, received_at=received,
@@ -162,17 +189,48 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
     else:
         results = build()
     metrics.MESSAGES.inc(len(results))
+    counters = _prediction_counters()
     for r in results:
-        metrics.PREDICTIONS.labels("severity", r.severity).inc()
-        metrics.PREDICTIONS.labels("sentiment", r.sentiment).inc()
-        metrics.PREDICTIONS.labels("private_followup", str(r.private_followup).lower()).inc()
+        counters["severity", r.severity].inc()
+        counters["sentiment", r.sentiment].inc()
+        counters["private_followup", r.private_followup].inc()
         if r.route is not None:
             metrics.ROUTES.labels(r.route.queue, r.route.channel).inc()
     if settings.log_texts:
         for m, r in zip(messages, results):
             log.debug("scored id=%s severity=%s text=%r", m.id, r.severity, m.text)
-    return Response(ScoreResponse(meta.name, meta.version, results),
-                    headers={MODEL_HEADER: f"{meta.name}/{meta.version}"})
+    return Response(ScoreResponse(meta.name, meta.version, results), headers=rt.headers)
+
+
+async def _disconnected(request: Request[Any, Any, Any]) -> None:
+    """Returns when the client has closed the connection (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _wait_unless_gone(request: Request[Any, Any, Any], batcher: MicroBatcher, job: Job) -> Predictions | None:
+    """The job's predictions, or None (and its queued messages dropped) if the client disconnects first."""
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((job.future, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if job.future.done():
+        return job.future.result()
+    batcher.cancel(job)
+    return None
+
+
+@lru_cache(maxsize=1)
+def _prediction_counters() -> dict[tuple[str, Any], Any]:
+    """The ct_predictions_total children, looked up once (``labels()`` takes a lock per call)."""
+    from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
+
+    out: dict[tuple[str, Any], Any] = {("severity", v): metrics.PREDICTIONS.labels("severity", v) for v in SEVERITY_LABELS}
+    out |= {("sentiment", v): metrics.PREDICTIONS.labels("sentiment", v) for v in SENTIMENT_LABELS}
+    out |= {("private_followup", v): metrics.PREDICTIONS.labels("private_followup", str(v).lower())
+            for v in (True, False)}
+    return out
 
 
 @get("/health", summary="Process is alive", sync_to_thread=False)
@@ -199,7 +257,8 @@ def info(state: State) -> dict[str, Any]:
             "max_length_tokens": meta.max_length,
             "limits": {"max_messages": s.max_messages, "max_text_chars": s.max_text_chars,
                        "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},
-            "batching": {"max_batch": s.max_batch, "max_wait_ms": s.max_wait_ms},
+            "batching": {"max_batch": s.max_batch, "max_batch_tokens": s.max_batch_tokens,
+                         "max_wait_ms": s.max_wait_ms},
             "business_hours": {"timezone": hours.timezone, "days": list(hours.days),
                                "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")},
             "routing": _routing_info(rt.routing),
@@ -235,8 +294,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         rt = runtime or await anyio.to_thread.run_sync(load_runtime, settings)
-        batcher = MicroBatcher(rt.scorer.predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-                               max_queue=settings.max_queue)
+        batcher = MicroBatcher.for_scorer(rt.scorer, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+                                          max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue)
         batcher.start()
         app.state.runtime, app.state.batcher, app.state.ready = rt, batcher, True
         log.info("serving %s %s from %s", rt.scorer.meta.name, rt.scorer.meta.version, settings.bundle)

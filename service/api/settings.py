@@ -34,6 +34,9 @@ class Settings:
     max_text_chars: int = 20_000
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = 64
+    #: padded tokens (rows × longest row) per model call: batches are formed by this budget and by
+    #: token length, like text-embeddings-inference's max-batch-tokens
+    max_batch_tokens: int = 8192
     max_wait_ms: float = 0.0
     max_queue: int = 2048
     ort_threads: int = 0
@@ -68,7 +71,8 @@ class Settings:
     store_retention_days: float = 90.0
 
     def __post_init__(self) -> None:
-        positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_queue")
+        positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_batch_tokens",
+                    "max_queue")
         bad = [n for n in positive if getattr(self, n) <= 0]
         bad += [n for n in ("max_wait_ms", "ort_threads") if getattr(self, n) < 0]
         bad += [n for n in ("read_timeout_s", "keep_alive_s", "graceful_timeout_s") if not getattr(self, n) > 0]
@@ -98,7 +102,7 @@ class Settings:
         """Read ``CT_*`` variables; explicit keyword overrides win."""
         env = os.environ if env is None else env
         conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
-                "max_body_bytes": int, "max_batch": int, "max_wait_ms": float, "max_queue": int,
+                "max_body_bytes": int, "max_batch": int, "max_batch_tokens": int, "max_wait_ms": float, "max_queue": int,
                 "ort_threads": int, "ort_spin": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
                 "keep_alive_s": float, "complaint_prior": float, "created_at_format": str, "input_timezone": str,

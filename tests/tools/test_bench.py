@@ -71,3 +71,77 @@ def test_output_check_catches_lost_duplicated_and_reordered_rows(tmp_path: Path)
     assert not check([0, 1, 2, 3, 4])["one_per_input_row"]  # lost
     assert not check([0, 1, 2, 2, 3, 4, 5])["one_per_input_row"]  # duplicated
     assert not check([0, 2, 1, 3, 4, 5])["in_order"]  # reordered
+
+
+def _serving(fast: tuple[float, float], fp32: tuple[float, float] | None) -> dict[str, Any]:
+    def raw(b1: float, best: float) -> dict[str, Any]:
+        return {"batches": [{"batch_size": 1, "messages": 1024, "msgs_per_s": b1, "cpu_ms_per_msg": 17.0},
+                            {"batch_size": 8, "messages": 1024, "msgs_per_s": best, "cpu_ms_per_msg": 12.0}],
+                "best_batch_size": 8, "best_msgs_per_s": best, "batch1_msgs_per_s": b1, "latency_p50_ms": 9.4,
+                "latency_p95_ms": 12.0, "latency_p99_ms": 15.0, "best_batch_call_p50_ms": 50.0, "best_batch_calls": 37}
+
+    def run(c: int, rps: float, p50: float) -> dict[str, Any]:
+        return {"concurrency": c, "throughput_rps": rps, "p50_ms": p50, "p95_ms": p50, "p99_ms": p50, "errors": 0,
+                "server_cpu_cores": 1.8, "client_cpu_cores": 0.02, "other_cpu_cores": 0.0}
+
+    res = _result((1.0, 1.0))
+    res.pop("batch")
+    res["raw"] = raw(*fast)
+    if fp32:
+        res["raw_fp32"] = raw(*fp32)
+    res["service"] = [run(1, 95.0, 11.0), run(32, 150.0, 210.0)]
+    res["torch"] = [run(32, 29.0, 1100.0)]
+    return res
+
+
+def test_report_checks_the_serving_and_fp32_targets_and_summarises_them() -> None:
+    res = _serving((250.0, 330.0), (111.0, 161.0))
+    checks = {t.name: t for t in targets(res)}
+    assert checks["service @32 ≥ 90% of raw ORT best"].status == "MISS"  # 150 / 330 = 45 %
+    assert checks["service p50 @1 within 2 ms of raw batch-1 p50"].status == "PASS"  # 11.0 - 9.4 = +1.6 ms
+    assert checks["service ≥ 5× torch pipeline @32"].status == "PASS"  # 150 / 29 = 5.17×
+    assert checks["raw ORT ≥ 2× the fp32 build at batch 1"].status == "PASS"  # 250 / 111 = 2.25×
+    assert checks["raw ORT ≥ 2× the fp32 build at best batch"].status == "PASS"  # 330 / 161 = 2.05×
+    md = render(res, targets(res))
+    assert "| service, concurrency 32 | 150.0 | 210.00 | service @32 ≥ 90% of raw ORT best | **MISS** 150.0 vs 330.0" in md
+    assert "| raw ORT fp32 build, best batch (8) | 161.0 | 50.00 |" in md and "2.05×" in md
+    slow = {t.name: t.status for t in targets(_serving((150.0, 200.0), (111.0, 161.0)))}
+    assert slow["raw ORT ≥ 2× the fp32 build at batch 1"] == slow["raw ORT ≥ 2× the fp32 build at best batch"] == "MISS"
+    alone = {t.name: t for t in targets(_serving((250.0, 330.0), None))}
+    assert alone["raw ORT ≥ 2× the fp32 build at batch 1"].status == "n/a"
+    assert "--fp32-model" in alone["raw ORT ≥ 2× the fp32 build at batch 1"].detail
+
+
+def test_median_runs_takes_the_median_of_each_level() -> None:
+    from tools.bench import median_runs
+
+    def run(c: int, rps: float) -> dict[str, Any]:
+        return {"concurrency": c, "throughput_rps": rps, "p50_ms": 1000 / rps, "p95_ms": 1.0, "p99_ms": 1.0,
+                "mean_ms": 1.0, "errors": 1, "requests": 10, "client_cpu_cores": 0.1, "server_cpu_cores": None,
+                "other_cpu_cores": None}
+
+    merged = median_runs([[run(1, 90.0), run(32, 140.0)], [run(1, 100.0), run(32, 80.0)],
+                          [run(1, 95.0), run(32, 150.0)]])
+    assert [m["throughput_rps"] for m in merged] == [95.0, 140.0]
+    assert merged[1]["rounds_throughput_rps"] == [140.0, 80.0, 150.0] and merged[1]["errors"] == 3
+    assert merged[0]["server_cpu_cores"] is None
+
+
+def test_lean_load_client_reads_every_answer_of_a_real_server(tiny_bundle: Path, tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from tools.load import lean_closed_loop, one_message_bodies
+    from tools.server import ServerProcess
+
+    got: list[tuple[int | str, bytes]] = []
+    texts = ["my parcel never arrived", "danke, alles gut 👍", "x" * 3000]
+    with ServerProcess(tiny_bundle, log_dir=tmp_path, env={"CT_ORT_THREADS": "1", "CT_KEEP_ALIVE_S": "0.2"}) as srv:
+        asyncio.run(lean_closed_loop(srv.score_url, one_message_bodies(texts, 0), 4, time.perf_counter() + 1.5,
+                                     lambda status, _s, body, _t: got.append((status, body))))
+        bad = []
+        asyncio.run(lean_closed_loop(f"{srv.url}/nowhere", [b"{}"], 1, time.perf_counter() + 0.3,
+                                     lambda status, _s, body, _t: bad.append(status)))
+    assert len(got) > 10 and {s for s, _ in got} == {200}
+    assert all(len(json.loads(b)["results"]) == 1 for _, b in got)  # whole bodies, one per request
+    assert bad and set(bad) == {404}
