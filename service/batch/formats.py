@@ -109,6 +109,8 @@ def output_schema(keep: Sequence[str]):  # type: ignore[no-untyped-def]
 
     def arrow(name: str, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if args and typing.get_origin(args[0]) is not None and len(typing.get_args(hint)) == 2:
+            hint, args = args[0], list(typing.get_args(args[0]))  # ``dict[str, float] | None`` → the dict
         origin = typing.get_origin(hint)
         if origin is dict:
             return pa.struct([(label, scalar[args[1]]) for label in SCORE_LABELS[name]])

@@ -27,17 +27,45 @@ from service.contract.schemas import Message, Result
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The decision thresholds of one bundle."""
+    """The decision thresholds of one bundle (and the heads it did not train, served as null)."""
 
     complaint: float
     private_followup: float
+    untrained: frozenset[str] = frozenset()
 
 
 def bundle_thresholds(meta: BundleMeta) -> Thresholds:
     """The bundle's thresholds: ``complaint_threshold`` (0.5 when the bundle has none) and the
     calibrated private-follow-up threshold."""
     complaint = float(meta.complaint_threshold)
-    return Thresholds(complaint=complaint, private_followup=meta.followup_threshold)
+    return Thresholds(complaint=complaint, private_followup=meta.followup_threshold,
+                      untrained=frozenset(meta.untrained_heads))
+
+
+def _null_untrained(res: Result, untrained: frozenset[str]) -> Result:
+    """Null the outputs of heads the bundle did not train (their values would be noise)."""
+    if "severity" in untrained:
+        res.severity = res.severity_scores = res.complaint_probability = res.is_complaint = None
+    elif "severity_levels" in untrained:
+        res.severity = res.severity_scores = None
+    if "private_followup" in untrained:
+        res.private_followup = res.private_followup_probability = None
+    if "sentiment" in untrained:
+        res.sentiment = res.sentiment_scores = None
+    return res
+
+
+def _priority_scores(sev: dict[str, float], untrained: frozenset[str]) -> tuple[dict[str, float], str | None]:
+    """Severity scores the priority rule may use, and the reason text replacing ``severity …``.
+
+    Untrained levels: the complaint mass counts at the middle level (medium); untrained severity:
+    no severity points at all."""
+    if "severity" in untrained:
+        return {"none": 1.0}, "severity not trained in this model"
+    if "severity_levels" in untrained:
+        p = 1.0 - sev["none"]
+        return {"none": sev["none"], "medium": p}, f"complaint (p={p:.2f}; severity levels not trained)"
+    return sev, None
 
 
 def build_results(messages: Sequence[Message], preds: Predictions, thresholds: Thresholds, cfg: PriorityConfig,
@@ -58,18 +86,24 @@ def build_results(messages: Sequence[Message], preds: Predictions, thresholds: T
         complaint_p = 1.0 - sev["none"]
         complaint = bool(dec.is_complaint[i])
         author = msg.author
+        if "private_followup" in thresholds.untrained:
+            fol = False  # no follow-up boost from an untrained head
+        prio_sev, reason = _priority_scores(sev, thresholds.untrained)
         prio, reasons = priority(Signals(
-            severity_scores=sev, is_complaint=complaint, private_followup=fol, private_followup_probability=fol_p,
+            severity_scores=prio_sev, is_complaint=complaint and "severity" not in thresholds.untrained,
+            private_followup=fol, private_followup_probability=fol_p,
             channel=msg.channel, followers=author.followers if author else None,
             verified=author.verified if author else None, promoted=msg.promoted,
             prior_contacts=msg.prior_contacts, when=msg.created_at or received_at), cfg)
-        results.append(Result(
+        if reason is not None:
+            reasons[0] = reason
+        results.append(_null_untrained(Result(
             id=msg.id, severity=SEVERITY_LABELS[int(dec.severity[i])], severity_scores=sev,
             complaint_probability=complaint_p, is_complaint=complaint,
             private_followup=fol, private_followup_probability=fol_p,
             sentiment=SENTIMENT_LABELS[int(dec.sentiment[i])], sentiment_scores=sen,
             language=detect_language(msg.text), priority=prio, priority_reasons=reasons,
-            truncated=bool(preds.truncated[i])))
+            truncated=bool(preds.truncated[i])), thresholds.untrained))
     return results
 
 
