@@ -96,7 +96,7 @@ def resolve_init(path: str | Path) -> Path:
         ck = Path(recorded) if Path(recorded).is_absolute() else p / recorded
         if not (ck / WEIGHTS_FILE).is_file():
             raise DataError(f"--init-from {p}: its checkpoint {ck} is missing ({WEIGHTS_FILE} not found)")
-        return ck
+        return ck.resolve()
     raise DataError(f"--init-from {p}: neither a checkpoint directory ({INFO_FILE} + {WEIGHTS_FILE}) nor a bundle")
 
 

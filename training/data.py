@@ -169,7 +169,7 @@ def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None,
 
 def load_optional(path: str | Path, cols: ColumnMap | None = None) -> list[Example]:
     """An evaluation-only set (challenge, field): its examples, or [] when the path does not exist."""
-    return load_examples([path], cols) if Path(path).exists() else []
+    return load_examples([path], cols) if str(path) and Path(path).exists() else []
 
 
 def split_examples(examples: Sequence[Example]) -> dict[str, list[Example]]:

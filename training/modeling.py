@@ -153,22 +153,23 @@ def multitask_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     """Sum of the three head losses; rows whose label is -1 are ignored for that head.
 
     ``complaint`` holds coarse 0/1 labels for rows without a severity level: their loss on
-    P(severity != none) joins the severity term, averaged with the level loss by row count.
+    P(severity != none) joins the severity term, averaged with the level loss by (weighted) row count.
     ``row_weights`` (optional) weight each row's contribution to every head."""
     sev_logits, fol_logit, sen_logits = (o.float() for o in outputs)
     total = sev_logits.new_zeros(())
-    n_sev = int((severity != IGNORE).sum())
-    coarse = (complaint != IGNORE) & (severity == IGNORE) if complaint is not None else None
-    n_c = int(coarse.sum()) if coarse is not None else 0
-    if n_sev or n_c:
+    has_sev = severity != IGNORE
+    coarse = (complaint != IGNORE) & ~has_sev if complaint is not None else torch.zeros_like(has_sev)
+    w_all = row_weights if row_weights is not None else torch.ones(has_sev.shape[0])
+    w_sev, w_c = w_all[has_sev].sum(), w_all[coarse].sum()  # each term counts by its rows' total weight
+    if has_sev.any() or coarse.any():
         sev_term = sev_logits.new_zeros(())
-        if n_sev:
-            sev_term = sev_term + n_sev * severity_loss(sev_logits, severity, kind, row_weights)
-        if n_c:
-            assert complaint is not None and coarse is not None
+        if has_sev.any():
+            sev_term = sev_term + w_sev * severity_loss(sev_logits, severity, kind, row_weights)
+        if coarse.any():
+            assert complaint is not None
             w = None if row_weights is None else row_weights[coarse]
-            sev_term = sev_term + n_c * complaint_loss(sev_logits[coarse], complaint[coarse], kind, w)
-        total = total + weights[0] * sev_term / (n_sev + n_c)
+            sev_term = sev_term + w_c * complaint_loss(sev_logits[coarse], complaint[coarse], kind, w)
+        total = total + weights[0] * sev_term / (w_sev + w_c)
     known = followup != IGNORE
     if known.any():
         w = None if row_weights is None else row_weights[known]

@@ -136,7 +136,9 @@ def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
     t1 = time.monotonic()
     result = train(model, encoder, train_set, splits["validation"], cfg, on_epoch_end)
     timings["train_s"] = time.monotonic() - t1
-    save_weights(cfg.ckpt, model, changed, {"backbone": backbone.name, "severity_loss": cfg.severity_loss,
+    spec = init.get("backbone") or cfg.backbone  # what resolve() accepts (a name or a local directory)
+    spec = str(Path(spec).resolve()) if Path(spec).is_dir() else spec
+    save_weights(cfg.ckpt, model, changed, {"backbone": spec, "severity_loss": cfg.severity_loss,
                                              "max_length": cfg.max_length, "bundle": str(cfg.out),
                                              "data_hash": data_hash(examples), "untrained_heads": untrained,
                                              "init_from": init or None})
