@@ -39,7 +39,7 @@ def bundle_thresholds(meta: BundleMeta) -> Thresholds:
     calibrated private-follow-up threshold."""
     complaint = float(meta.complaint_threshold)
     return Thresholds(complaint=complaint, private_followup=meta.followup_threshold,
-                      untrained=frozenset(meta.untrained_heads))
+                      untrained=frozenset(getattr(meta, "untrained_heads", None) or ()))
 
 
 def _null_untrained(res: Result, untrained: frozenset[str]) -> Result:
