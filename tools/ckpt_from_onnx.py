@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 
-def recover(bundle: Path, out: Path, texts: list[str]) -> float:
+def recover(bundle: Path, out: Path, texts: list[str], backbone: str | None = None) -> float:
     """Write ``out`` (model.safetensors + checkpoint.json); returns the parity max abs difference."""
     import onnx
     import torch
@@ -40,7 +40,8 @@ def recover(bundle: Path, out: Path, texts: list[str]) -> float:
     cfg = meta["training_config"]
     graph = onnx.load(str(bundle / "model.onnx")).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    model = load_model(str(resolve(meta["backbone"]).path), 0.0, True, cfg.get("severity_loss", "soft")).eval()
+    spec = backbone or cfg.get("backbone") or meta["backbone"]  # the name or directory training resolved
+    model = load_model(str(resolve(spec).path), 0.0, True, cfg.get("severity_loss", "soft")).eval()
     state = model.state_dict()
     new: dict[str, torch.Tensor] = {k: torch.from_numpy(inits[k].copy()) for k in state if k in inits}
     generated = [n for n in (i.name for i in graph.initializer) if n.startswith("val_") and inits[n].ndim == 2]
@@ -66,7 +67,7 @@ def recover(bundle: Path, out: Path, texts: list[str]) -> float:
     if diff > 1e-4:
         raise SystemExit(f"{bundle}: recovered weights disagree with ONNX (max abs diff {diff:.2e}): not written")
     names = {k for k in new if not k.startswith("encoder.embeddings.word_embeddings")}
-    save_weights(out, model, names, {"backbone": meta["backbone"], "severity_loss": cfg.get("severity_loss", "soft"),
+    save_weights(out, model, names, {"backbone": spec, "severity_loss": cfg.get("severity_loss", "soft"),
                                      "max_length": meta["max_length"], "bundle": str(bundle),
                                      "data_hash": meta.get("data_hash"), "untrained_heads": {},
                                      "recovered_from_onnx": {"parity_max_abs_diff": diff}})
@@ -77,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", type=Path, help="an fp32 bundle directory")
     ap.add_argument("out", type=Path, help="checkpoint directory to write")
+    ap.add_argument("--backbone", default=None, help="backbone name or directory (default: the bundle's)")
     args = ap.parse_args(argv)
     from training.data import load_examples
 
     texts = [e.text for e in load_examples(["data/challenge"])[:64]]
-    diff = recover(args.bundle, args.out, texts)
+    diff = recover(args.bundle, args.out, texts, args.backbone)
     print(f"checkpoint written to {args.out} (torch vs ONNX max abs diff {diff:.2e} on {len(texts)} texts)")
     return 0
 

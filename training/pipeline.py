@@ -102,7 +102,8 @@ def _model(cfg: TrainConfig) -> tuple[Any, Any, set[str], dict[str, Any]]:
     model = load_model(str(backbone.path), cfg.dropout, cfg.freeze_embeddings, cfg.severity_loss, cfg.freeze_layers)
     if state:
         apply_weights(model, state, Path(cfg.init_from))
-    changed = set(state) | {n for n, p in model.named_parameters() if p.requires_grad}
+    # the BERT pooler is never used (mean pooling), so it is not part of what training changes
+    changed = set(state) | {n for n, p in model.named_parameters() if p.requires_grad and ".pooler." not in n}
     return backbone, model, changed, init
 
 

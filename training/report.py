@@ -131,6 +131,8 @@ from one fine-tuned encoder, served with ONNX Runtime.
   {meta.complaint_threshold}; private follow-up ≥ {meta.followup_threshold}; temperatures
   {json.dumps(meta.temperatures)}; training complaint rate {meta.complaint_rate}, complaint prior
   correction {meta.complaint_prior or 'off'}
+- Heads not trained (served as null): {json.dumps(meta.untrained_heads) if meta.untrained_heads else 'none'}
+- Training checkpoint (for `--init-from`): `{meta.checkpoint or 'none'}`
 - Training data hash: `{meta.data_hash[:16]}…`, split sizes {json.dumps(meta.split.get('sizes', {}))}
 - Training: {json.dumps(m.get('training', {}))}
 - Created: {meta.created_at}
@@ -139,7 +141,8 @@ from one fine-tuned encoder, served with ONNX Runtime.
 
 {report}
 
-Confusion matrices: `confusion_<set>.png`; calibration per head: `reliability_<set>.png`.
+Confusion matrices: `confusion_<set>.png`; calibration per head: `reliability_<set>.png`;
+loss and validation metrics per epoch: `training_history.png`.
 
 ## Intended use and limits
 

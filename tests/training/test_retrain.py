@@ -333,3 +333,18 @@ def test_resumed_run_equals_uninterrupted(backbone: Path, tmp_path: Path) -> Non
     np.testing.assert_allclose(pa.severity, pb.severity, atol=1e-5)
     results, _ = served(resumed, ["my bill is wrong"])
     assert results[0]["severity"] in LEVEL
+
+
+def test_checkpoint_recovered_from_an_fp32_bundle_equals_the_saved_one(numeric_bundle: Path, tmp_path: Path) -> None:
+    """tools/ckpt_from_onnx: the torch weights read back from model.onnx are the trained ones."""
+    from safetensors.torch import load_file
+
+    from tools.ckpt_from_onnx import recover
+
+    diff = recover(numeric_bundle, tmp_path / "rec.ckpt", ["my bill is wrong", "thanks!", "no signal since monday"])
+    assert diff <= 1e-4
+    saved = load_file(str(numeric_bundle / read_meta(numeric_bundle).checkpoint / "model.safetensors"))
+    recovered = load_file(str(tmp_path / "rec.ckpt" / "model.safetensors"))
+    assert set(saved) <= set(recovered)
+    for k, v in saved.items():
+        torch.testing.assert_close(recovered[k], v)
