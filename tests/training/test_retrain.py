@@ -296,6 +296,8 @@ def test_warm_start_trains_and_serves(backbone: Path, numeric_bundle: Path, tmp_
     meta = read_meta(bundle)
     assert meta.metrics["training"]["init_from"]["checkpoint"].endswith(".ckpt")
     assert Scorer.load(bundle).predict(["hello"]).severity.shape == (1, 5)
+    results, info = served(bundle, ["hello", "my line is dead"])
+    assert set(info["untrained_heads"]) == {"private_followup"} and results[1]["severity"] in LEVEL
 
 
 class Interrupt(Exception):
