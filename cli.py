@@ -36,6 +36,11 @@ def _train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.dry_run:
+        from training.sources import dry_run
+
+        with _training_errors():
+            return dry_run(cfg)
     from training.pipeline import build
 
     with _training_errors():
@@ -110,8 +115,12 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", nargs="+", default=["data/corpus"], help="training corpus (splits, baseline)")
     p.add_argument("--challenge", default="data/challenge")
     p.add_argument("--output", type=Path, default=None, help="write the metrics JSON here")
-    for col in ("text", "severity", "private_followup", "sentiment", "lang", "id"):
-        p.add_argument(f"--{col.replace('_', '-')}-col", dest=f"col_{col}", default=None)
+    from training.config import HELP, ColumnMap
+
+    for col in ColumnMap.__dataclass_fields__:
+        p.add_argument(f"--{col.replace('_', '-')}-col", dest=f"col_{col}", default=None,
+                       help=f"input column holding {col} (default {getattr(ColumnMap(), col)!r})")
+    p.add_argument("--label-map", nargs="+", default=None, help=HELP["label_map"] + " (default: none)")
 
 
 def _add_stats_args(p: argparse.ArgumentParser) -> None:

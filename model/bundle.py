@@ -62,6 +62,12 @@ class BundleMeta:
     split: dict[str, Any] = field(default_factory=dict)
     #: sha256 of model.onnx and tokenizer.json, checked at load (catches truncation, swaps)
     files: dict[str, str] = field(default_factory=dict)
+    #: heads the training data had no labels for → why; the service returns their outputs as null
+    #: ("severity", "private_followup", "sentiment", or "severity_levels" when only binary
+    #: complaint labels trained the severity head)
+    untrained_heads: dict[str, str] = field(default_factory=dict)
+    #: the torch training checkpoint (relative to the bundle directory) for --init-from
+    checkpoint: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.followup_threshold < 1.0:
@@ -76,6 +82,9 @@ class BundleMeta:
                if k not in ("severity", "private_followup", "sentiment") or not 0.05 <= float(v) <= 20.0}
         if bad:
             raise BundleError(f"temperatures must be per head and in [0.05, 20], got {bad}")
+        unknown = set(self.untrained_heads) - {"severity", "severity_levels", "private_followup", "sentiment"}
+        if unknown:
+            raise BundleError(f"untrained_heads names unknown heads {sorted(unknown)}")
         if self.max_length < 8:
             raise BundleError(f"max_length must be >= 8, got {self.max_length}")
 

@@ -55,3 +55,18 @@ def copy_bundle(src: Path, dst: Path) -> Path:
 CONTRACT_FIELDS = ("id", "severity", "severity_scores", "complaint_probability", "is_complaint", "private_followup",
                    "private_followup_probability", "sentiment", "sentiment_scores", "language", "priority",
                    "priority_reasons", "truncated", "warnings", "exposes_personal_data", "route")
+
+
+def build_tiny_backbone(out: Path, *, seed: int = 0) -> Path:
+    """A random 2-layer BERT (hidden 32) over the real e5 vocabulary as a local Hugging Face
+    directory (config.json + safetensors + tokenizer.json): ``--backbone <dir>`` trains on it in seconds."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, pad_token_id=1, max_position_embeddings=512)
+    out.mkdir(parents=True, exist_ok=True)
+    BertModel(cfg, add_pooling_layer=False).save_pretrained(out)
+    shutil.copy(real_tokenizer_json(), out / "tokenizer.json")
+    return out

@@ -60,16 +60,44 @@ class Calibration:
     followup_threshold: float
 
 
+def fit_complaint_temperature(logits: np.ndarray, complaint: Sequence[int]) -> float:
+    """Severity temperature from binary complaint labels only (NLL of P(severity != none))."""
+    gold = np.asarray(complaint)
+    keep = gold != MISSING
+    if keep.sum() < 20 or len(set(gold[keep].tolist())) < 2:
+        return 1.0
+    lg, g = logits[keep], gold[keep]
+
+    def nll(t: float) -> float:
+        p = np.clip(1.0 - softmax(lg / t)[:, 0], 1e-12, 1 - 1e-12)
+        return float(-np.mean(g * np.log(p) + (1 - g) * np.log(1 - p)))
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 41))
+    best = grid[int(np.argmin([nll(t) for t in grid]))]
+    fine = best * np.exp(np.linspace(-0.09, 0.09, 19))
+    return float(round(fine[int(np.argmin([nll(t) for t in fine]))], 4))
+
+
 def calibrate(sev_logits: np.ndarray, fol_logits: np.ndarray, sen_logits: np.ndarray,
-              sev_gold: Sequence[int], fol_gold: Sequence[int], sen_gold: Sequence[int]) -> Calibration:
-    """Temperatures per head and both thresholds from validation logits and labels."""
-    temps = {"severity": fit_temperature(sev_logits, sev_gold),
+              sev_gold: Sequence[int], fol_gold: Sequence[int], sen_gold: Sequence[int],
+              complaint_gold: Sequence[int] | None = None) -> Calibration:
+    """Temperatures per head and both thresholds from validation logits and labels.
+
+    ``complaint_gold`` (1/0 from the severity level or a coarse complaint label) chooses the
+    complaint threshold; the severity temperature comes from the levels when at least 20 rows
+    have one, else from the binary labels."""
+    sev_g = np.asarray(sev_gold)
+    comp_g = np.asarray(complaint_gold) if complaint_gold is not None else np.where(sev_g == MISSING, MISSING,
+                                                                                   (sev_g > 0).astype(int))
+    t_sev = fit_temperature(sev_logits, sev_gold) if (sev_g != MISSING).sum() >= 20 else \
+        fit_complaint_temperature(sev_logits, comp_g)
+    temps = {"severity": t_sev,
              "private_followup": fit_temperature(fol_logits, fol_gold, binary=True),
              "sentiment": fit_temperature(sen_logits, sen_gold)}
-    sev_g, fol_g = np.asarray(sev_gold), np.asarray(fol_gold)
-    keep = sev_g != MISSING
+    fol_g = np.asarray(fol_gold)
+    keep = comp_g != MISSING
     complaint_p = 1.0 - softmax(sev_logits / temps["severity"])[:, 0]
-    complaint = best_threshold(complaint_p[keep], (sev_g[keep] > 0).astype(int), average="macro")
+    complaint = best_threshold(complaint_p[keep], comp_g[keep].astype(int), average="macro")
     keep_f = fol_g != MISSING
     followup = best_threshold(sigmoid(fol_logits / temps["private_followup"])[keep_f], fol_g[keep_f])
     return Calibration(temps, complaint, followup)

@@ -9,7 +9,7 @@ from model.scorer import Scorer
 from training.config import ColumnMap
 from training.data import load_examples, load_optional, split_examples
 from training.evaluate import bundle_decisions, evaluate
-from training.report import HEADS, evaluate_bundle, markdown_report, summary
+from training.report import HEADS, evaluate_bundle, markdown_report, skip_untrained, summary
 
 
 def _columns(args: argparse.Namespace) -> ColumnMap:
@@ -29,12 +29,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.output:
             args.output.write_text(json.dumps(report, indent=2) + "\n")
         return 0
-    examples = load_examples(args.data, _columns(args))
+    examples = load_examples(args.data, _columns(args), tuple(getattr(args, "label_map", None) or ()))
     scorer = Scorer.load(args.bundle)
     preds = scorer.predict([e.text for e in examples])
-    metrics = evaluate(examples, bundle_decisions(preds, scorer.meta), preds)
+    metrics = skip_untrained(evaluate(examples, bundle_decisions(preds, scorer.meta), preds),
+                             scorer.meta.untrained_heads)
     print(f"{len(examples)} rows from {', '.join(args.data)}; macro-F1: " +
-          ", ".join(f"{h} {v:.3f}" for h, v in summary(metrics).items()))
+          ", ".join(f"{h} {'-' if v is None else format(v, '.3f')}" for h, v in summary(metrics).items()))
+    if "complaint" in metrics:
+        c = metrics["complaint"]
+        print(f"  complaint (severity != none) n={c['n']}: F1 {c['f1']:.3f}, macro-F1 {c['macro_f1']:.3f}"
+              + ("" if c.get("auc") is None else f", AUC {c['auc']:.3f}"))
+    for head, why in scorer.meta.untrained_heads.items():
+        print(f"  {head}: not trained in this bundle ({why})")
     for lang, row in metrics["per_language"].items():
         print(f"  {lang:>4} n={row['n']:<5} " + "  ".join(
             f"{h} {'-' if row[h] is None else format(row[h], '.3f')}" for h in HEADS))

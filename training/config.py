@@ -23,6 +23,8 @@ class ColumnMap:
     sentiment: str = "sentiment"
     lang: str = "lang"
     id: str = "id"
+    #: coarse binary label (complaint yes/no): trains the severity head through P(severity != none)
+    complaint: str = "is_complaint"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,17 @@ class TrainConfig:
     threads: int = 0
     #: map the data's label values to ours, one spec per head: "severity=0:none,1:low,…"
     label_map: tuple[str, ...] = ()
+    #: also train on the default corpus, so every head is trained even if the data lacks its labels
+    with_default_corpus: bool = False
+    default_corpus: str = "data/corpus"
+    #: loss weight of the user's rows when mixed with the default corpus
+    user_weight: float = 1.0
+    #: warm start: a training checkpoint directory, or a bundle whose bundle.json points at one
+    init_from: str = ""
+    #: where per-epoch and final torch checkpoints go ("" = <output_dir>.ckpt)
+    checkpoint_dir: str = ""
+    #: continue an interrupted run from its last per-epoch checkpoint
+    resume: bool = False
     columns: ColumnMap = field(default_factory=ColumnMap)
 
     def __post_init__(self) -> None:
@@ -90,6 +103,7 @@ class TrainConfig:
             "freeze_layers": 0 <= self.freeze_layers <= 48,
             "severity_loss": self.severity_loss in ("softmax", "soft", "corn"),
             "complaint_prior": 0 <= self.complaint_prior < 1,
+            "user_weight": self.user_weight > 0,
             "loss_weights": len(self.loss_weights) == 3 and all(w >= 0 for w in self.loss_weights),
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -104,6 +118,11 @@ class TrainConfig:
     @property
     def out(self) -> Path:
         return Path(self.output_dir)
+
+    @property
+    def ckpt(self) -> Path:
+        """The checkpoint directory (per-epoch resume state and the final torch weights)."""
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else self.out.with_name(self.out.name + ".ckpt")
 
 
 #: help text of every TrainConfig field (``train --help`` adds the default); a test checks completeness
@@ -140,7 +159,16 @@ HELP: dict[str, str] = {
     "threads": "torch threads (0 = all cores)",
     "label_map": "map your label values to ours, one spec per head, e.g. severity=0:none,1:low,2:medium,"
                  "3:high,4:critical sentiment=neg:negative,neu:neutral,pos:positive "
-                 "(research-scale severity names are understood without a map)",
+                 "(research-scale severity names are understood without a map), or a TOML file "
+                 "with one table per head (labels.toml)",
+    "with_default_corpus": "also train on the default corpus so every head is trained (your rows weighted "
+                           "by --user-weight); without it a head your data lacks is untrained and served as null",
+    "default_corpus": "the default corpus used by --with-default-corpus",
+    "user_weight": "loss weight of your rows relative to default-corpus rows (with --with-default-corpus)",
+    "init_from": "warm start from a training checkpoint directory or a bundle that records one "
+                 "(empty = the bare backbone)",
+    "checkpoint_dir": "per-epoch resume state and final torch weights (empty = <output-dir>.ckpt)",
+    "resume": "continue an interrupted run from the last per-epoch checkpoint (same config required)",
 }
 
 
@@ -172,15 +200,79 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(ColumnMap):
         parser.add_argument(f"--{f.name.replace('_', '-')}-col", dest=f"col_{f.name}", default=None,
                             help=f"input column holding {f.name} (default {f.default!r})")
+    parser.add_argument("--config", default=None, metavar="TOML",
+                        help="read settings from a TOML file (keys = these flags' names, a [columns] table "
+                             "for the *-col flags); flags given on the command line win (default: none)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate data and label maps, print counts per label, dropped rows and the "
+                             "heads that will train, then exit 0 (or 2 on a problem) without training "
+                             "(default: off)")
+
+
+def _check_type(name: str, value: Any, default: Any, where: str) -> Any:
+    """A config-file value converted to the field's type, or ValueError naming the key."""
+    if isinstance(default, tuple):
+        items = value if isinstance(value, list) else [value]
+        kind = type(default[0]) if default else str
+        out = [_check_type(name, v, kind(), where) for v in items]
+        return None if any(o is None for o in out) else tuple(out)
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value if isinstance(value, type(default)) and not isinstance(value, bool) else None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``train.toml``: top-level keys are TrainConfig fields (``epochs = 2`` or ``max-length``),
+    a ``[columns]`` table the column map. Unknown keys and wrong types raise ValueError."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path}: not valid TOML: {exc}") from None
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "columns"}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name == "columns" and isinstance(value, dict):
+            known = {f.name for f in dataclasses.fields(ColumnMap)}
+            bad = sorted(set(k.replace("-", "_") for k in value) - known)
+            if bad:
+                raise ValueError(f"config file {path}: unknown column key(s) {', '.join(bad)} "
+                                 f"(known: {', '.join(sorted(known))})")
+            if not all(isinstance(v, str) and v for v in value.values()):
+                raise ValueError(f"config file {path}: [columns] values must be column names (strings)")
+            values["columns"] = {k.replace("-", "_"): v for k, v in value.items()}
+            continue
+        if name not in fields:
+            raise ValueError(f"config file {path}: unknown key {key!r} (known: {', '.join(sorted(fields))}, "
+                             "and a [columns] table)")
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        checked = _check_type(name, value, default, str(path))
+        if checked is None:
+            raise ValueError(f"config file {path}: {key} = {value!r} has the wrong type "
+                             f"(expected {type(default).__name__}, like the default {default!r})")
+        values[name] = checked
+    return values
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Build a TrainConfig from parsed args, keeping defaults for flags not given."""
+    """Build a TrainConfig: defaults, then ``--config FILE`` values, then the flags given."""
     values: dict[str, Any] = {}
+    cols: dict[str, str] = {}
+    if getattr(args, "config", None):
+        values = load_config_file(args.config)
+        cols = values.pop("columns", {})
     for f in dataclasses.fields(TrainConfig):
         val = getattr(args, f.name, None)
         if val is not None and f.name != "columns":
             values[f.name] = tuple(val) if isinstance(val, list) else val
-    cols = {f.name: getattr(args, f"col_{f.name}") for f in dataclasses.fields(ColumnMap)
-            if getattr(args, f"col_{f.name}", None)}
+    cols.update({f.name: getattr(args, f"col_{f.name}") for f in dataclasses.fields(ColumnMap)
+                 if getattr(args, f"col_{f.name}", None)})
     return TrainConfig(columns=ColumnMap(**cols), **values)

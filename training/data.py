@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS, parse_bool_label
 from training.config import ColumnMap
@@ -35,6 +35,15 @@ class Example:
     severity: int
     followup: int
     sentiment: int
+    #: coarse binary complaint label (1 = severity != none) for rows without a severity level
+    complaint: int = MISSING
+    #: loss weight (user rows mixed with the default corpus can count more)
+    weight: float = 1.0
+
+    @property
+    def complaint_gold(self) -> int:
+        """1/0 complaint label from the severity level, else the coarse label, else MISSING."""
+        return int(self.severity > 0) if self.severity != MISSING else self.complaint
 
 
 def split_of(example_id: str) -> str:
@@ -91,32 +100,47 @@ def _label(value: Any, labels: Sequence[str], where: str, field: str) -> int:
     return labels.index(text)
 
 
+def _binary(head: str, column: str, value: Any, maps: LabelMaps | None, where: str) -> int:
+    try:
+        parsed = parse_bool_label(map_value(head, value, maps))
+    except ValueError:
+        raise DataError(f"{where}: {head} must be true/false (or 0/1, yes/no; column {column!r}; or mapped with "
+                        f"--label-map {head}=VALUE:true,…), got {value!r}") from None
+    return MISSING if parsed is None else int(parsed)
+
+
 def to_example(row: dict[str, Any], cols: ColumnMap, where: str, index: int,
                maps: LabelMaps | None = None) -> Example:
     """Validate and convert one raw row (label values first mapped through ``maps``)."""
     text = row.get(cols.text)
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{where}: missing or empty text in column {cols.text!r}")
-    try:
-        followup = parse_bool_label(map_value("private_followup", row.get(cols.private_followup), maps))
-    except ValueError as exc:
-        raise DataError(f"{where}: {exc}") from exc
     ex_id = row.get(cols.id)
+    severity = _label(map_value("severity", row.get(cols.severity), maps), SEVERITY_LABELS, where, "severity")
+    complaint = _binary("is_complaint", cols.complaint, row.get(cols.complaint), maps, where)
+    if severity != MISSING and complaint != MISSING:
+        if complaint != int(severity > 0):
+            raise DataError(f"{where}: {cols.complaint!r} = {row.get(cols.complaint)!r} contradicts severity "
+                            f"{SEVERITY_LABELS[severity]!r} (complaint means severity != none)")
+        complaint = MISSING  # the level says it all
     return Example(
         id=str(ex_id) if ex_id not in (None, "") else f"row-{index}",
         text=text,
         lang=str(row.get(cols.lang) or "und"),
-        severity=_label(map_value("severity", row.get(cols.severity), maps), SEVERITY_LABELS, where, "severity"),
-        followup=MISSING if followup is None else int(followup),
+        severity=severity,
+        followup=_binary("private_followup", cols.private_followup, row.get(cols.private_followup), maps, where),
         sentiment=_label(map_value("sentiment", row.get(cols.sentiment), maps), SENTIMENT_LABELS, where,
                          "sentiment"),
+        complaint=complaint,
     )
 
 
 def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None,
-                  label_map: Sequence[str] = ()) -> list[Example]:
+                  label_map: Sequence[str] = (), on_error: Callable[[DataError], None] | None = None
+                  ) -> list[Example]:
     """Load and validate every row; a row with no label at all is an error. ``label_map`` specs
-    (``severity=0:none,…``) translate the file's label values first (training.labelmap)."""
+    (``severity=0:none,…`` or a TOML file) translate the file's label values first (training.labelmap).
+    With ``on_error`` (the dry run), a bad row is reported to it and skipped instead of raising."""
     cols = cols or ColumnMap()
     try:
         maps = parse_label_maps(label_map)
@@ -125,12 +149,19 @@ def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None,
     examples: list[Example] = []
     seen: set[str] = set()
     for i, (path, row) in enumerate(read_rows(paths)):
-        ex = to_example(row, cols, f"{path} row {i}", i, maps)
-        if ex.severity == ex.followup == ex.sentiment == MISSING:
-            raise DataError(f"{path} row {i} (id {ex.id}): has none of the label columns "
-                            f"{cols.severity!r}, {cols.private_followup!r}, {cols.sentiment!r}")
-        if ex.id in seen:
-            raise DataError(f"{path} row {i}: duplicate id {ex.id!r}")
+        try:
+            ex = to_example(row, cols, f"{path} row {i}", i, maps)
+            if ex.severity == ex.followup == ex.sentiment == ex.complaint == MISSING:
+                raise DataError(f"{path} row {i} (id {ex.id}): has none of the label columns "
+                                f"{cols.severity!r}, {cols.complaint!r}, {cols.private_followup!r}, "
+                                f"{cols.sentiment!r}")
+            if ex.id in seen:
+                raise DataError(f"{path} row {i}: duplicate id {ex.id!r}")
+        except DataError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
         seen.add(ex.id)
         examples.append(ex)
     return examples
@@ -138,7 +169,7 @@ def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None,
 
 def load_optional(path: str | Path, cols: ColumnMap | None = None) -> list[Example]:
     """An evaluation-only set (challenge, field): its examples, or [] when the path does not exist."""
-    return load_examples([path], cols) if Path(path).exists() else []
+    return load_examples([path], cols) if str(path) and Path(path).exists() else []
 
 
 def split_examples(examples: Sequence[Example]) -> dict[str, list[Example]]:
@@ -153,5 +184,7 @@ def data_hash(examples: Sequence[Example]) -> str:
     """sha256 over ids, texts and labels, order-independent; recorded in the bundle."""
     digest = hashlib.sha256()
     for ex in sorted(examples, key=lambda e: e.id):
-        digest.update(f"{ex.id}\t{ex.text}\t{ex.severity}\t{ex.followup}\t{ex.sentiment}\n".encode())
+        coarse = "" if ex.complaint == MISSING else f"\tc{ex.complaint}"  # old data keeps its old hash
+        weight = "" if ex.weight == 1.0 else f"\tw{ex.weight}"
+        digest.update(f"{ex.id}\t{ex.text}\t{ex.severity}\t{ex.followup}\t{ex.sentiment}{coarse}{weight}\n".encode())
     return digest.hexdigest()

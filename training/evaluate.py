@@ -50,6 +50,8 @@ def head_metrics(gold: np.ndarray, pred: np.ndarray, labels: Sequence[str]) -> d
     if not keep.any():
         return {"n": 0}
     g, p = gold[keep], pred[keep]
+    if (p == MISSING).all():  # the predictor has no model for this head (no labels to train on)
+        return {"n": int(keep.sum()), "untrained": "no predictions for this head"}
     ids = list(range(len(labels)))
     report = classification_report(g, p, labels=ids, target_names=list(labels), output_dict=True, zero_division=0)
     present = sorted(set(g.tolist()) | set(p.tolist()))  # macro over classes that occur, as sklearn does
@@ -89,6 +91,16 @@ def evaluate(examples: Sequence[Example], pred: dict[str, np.ndarray],
     if sev_keep.any():
         cp = None if probs is None else (1.0 - probs.severity[:, 0])[sev_keep]
         out["severity"].update(severity_extras(gold["severity"][sev_keep], pred["severity"][sev_keep], cp))
+    comp = np.array([e.complaint_gold for e in examples])
+    c_keep = comp != MISSING
+    if c_keep.any() and (pred["severity"] != MISSING).all():
+        # complaint = severity != none, from the level or a coarse yes/no label (binary-only files)
+        g, p = comp[c_keep], (pred["severity"][c_keep] > 0).astype(int)
+        out["complaint"] = {"n": int(c_keep.sum()), "f1": float(f1_score(g, p, zero_division=0)),
+                            "macro_f1": float(f1_score(g, p, average="macro", zero_division=0)),
+                            "rate": {"gold": float(g.mean()), "predicted": float(p.mean())}}
+        if probs is not None:
+            out["complaint"]["auc"] = _auc(g, (1.0 - probs.severity[:, 0])[c_keep])
     fol_keep = gold["private_followup"] != MISSING
     if probs is not None and fol_keep.any():
         out["private_followup"]["auc"] = _auc(gold["private_followup"][fol_keep], probs.followup[fol_keep])

@@ -61,15 +61,42 @@ def corn_log_probs(cond_logits: torch.Tensor) -> torch.Tensor:
     return torch.log(probs.clamp(min=1e-7))
 
 
-def corn_loss(cond_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _wmean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-row losses, weighted when row weights are given."""
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def corn_loss(cond_logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """CORN: for threshold k, rows with y >= k learn whether y > k (mean over the subsets)."""
     total, terms = cond_logits.new_zeros(()), 0
     for k in range(cond_logits.shape[1]):
         rows = target >= k
         if rows.any():
-            total = total + F.binary_cross_entropy_with_logits(cond_logits[rows, k], (target[rows] > k).float())
+            per_row = F.binary_cross_entropy_with_logits(cond_logits[rows, k], (target[rows] > k).float(),
+                                                         reduction="none")
+            total = total + _wmean(per_row, None if weights is None else weights[rows])
             terms += 1
     return total / max(terms, 1)
+
+
+def complaint_loss(logits: torch.Tensor, complaint: torch.Tensor, kind: str,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy on P(severity != none) for rows with only a coarse complaint label.
+
+    softmax/soft heads: log P(complaint) = logsumexp(levels 1-4) − logsumexp(all levels);
+    CORN: P(severity > none) is the first conditional logit's sigmoid."""
+    y = complaint.float()
+    if kind == "corn":
+        per_row = F.binary_cross_entropy_with_logits(logits[:, 0].float(), y, reduction="none")
+    else:
+        z = logits.float()
+        log_all = torch.logsumexp(z, dim=1)
+        log_c = torch.logsumexp(z[:, 1:], dim=1) - log_all
+        log_none = z[:, 0] - log_all
+        per_row = -(y * log_c + (1 - y) * log_none)
+    return _wmean(per_row, weights)
 
 
 def soft_targets(target: torch.Tensor, n_classes: int, neighbour: float = 0.1) -> torch.Tensor:
@@ -84,15 +111,17 @@ def soft_targets(target: torch.Tensor, n_classes: int, neighbour: float = 0.1) -
     return out
 
 
-def severity_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+def severity_loss(logits: torch.Tensor, target: torch.Tensor, kind: str,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
     """Loss of the severity head on labeled rows (target != IGNORE)."""
     keep = target != IGNORE
     logits, target = logits[keep], target[keep]
+    w = None if weights is None else weights[keep]
     if kind == "corn":
-        return corn_loss(logits, target)
+        return corn_loss(logits, target, w)
     if kind == "soft":
-        return -(soft_targets(target, logits.shape[1]) * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
-    return F.cross_entropy(logits.float(), target)
+        return _wmean(-(soft_targets(target, logits.shape[1]) * F.log_softmax(logits.float(), dim=1)).sum(1), w)
+    return _wmean(F.cross_entropy(logits.float(), target, reduction="none"), w)
 
 
 def load_model(backbone_path: str, dropout: float, freeze_embeddings: bool, severity_loss: str = "softmax",
@@ -119,16 +148,36 @@ def load_model(backbone_path: str, dropout: float, freeze_embeddings: bool, seve
 
 def multitask_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                    severity: torch.Tensor, followup: torch.Tensor, sentiment: torch.Tensor,
-                   weights: tuple[float, float, float] = (1.0, 1.0, 1.0), kind: str = "softmax") -> torch.Tensor:
-    """Sum of the three head losses; rows whose label is -1 are ignored for that head."""
+                   weights: tuple[float, float, float] = (1.0, 1.0, 1.0), kind: str = "softmax",
+                   complaint: torch.Tensor | None = None, row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of the three head losses; rows whose label is -1 are ignored for that head.
+
+    ``complaint`` holds coarse 0/1 labels for rows without a severity level: their loss on
+    P(severity != none) joins the severity term, averaged with the level loss by (weighted) row count.
+    ``row_weights`` (optional) weight each row's contribution to every head."""
     sev_logits, fol_logit, sen_logits = (o.float() for o in outputs)
     total = sev_logits.new_zeros(())
-    if (severity != IGNORE).any():
-        total = total + weights[0] * severity_loss(sev_logits, severity, kind)
+    has_sev = severity != IGNORE
+    coarse = (complaint != IGNORE) & ~has_sev if complaint is not None else torch.zeros_like(has_sev)
+    w_all = row_weights if row_weights is not None else torch.ones(has_sev.shape[0])
+    w_sev, w_c = w_all[has_sev].sum(), w_all[coarse].sum()  # each term counts by its rows' total weight
+    if has_sev.any() or coarse.any():
+        sev_term = sev_logits.new_zeros(())
+        if has_sev.any():
+            sev_term = sev_term + w_sev * severity_loss(sev_logits, severity, kind, row_weights)
+        if coarse.any():
+            assert complaint is not None
+            w = None if row_weights is None else row_weights[coarse]
+            sev_term = sev_term + w_c * complaint_loss(sev_logits[coarse], complaint[coarse], kind, w)
+        total = total + weights[0] * sev_term / (w_sev + w_c)
     known = followup != IGNORE
     if known.any():
-        total = total + weights[1] * F.binary_cross_entropy_with_logits(
-            fol_logit[:, 0][known], followup[known].to(fol_logit.dtype))
-    if (sentiment != IGNORE).any():
-        total = total + weights[2] * F.cross_entropy(sen_logits, sentiment, ignore_index=IGNORE)
+        w = None if row_weights is None else row_weights[known]
+        total = total + weights[1] * _wmean(F.binary_cross_entropy_with_logits(
+            fol_logit[:, 0][known], followup[known].to(fol_logit.dtype), reduction="none"), w)
+    known = sentiment != IGNORE
+    if known.any():
+        w = None if row_weights is None else row_weights[known]
+        total = total + weights[2] * _wmean(F.cross_entropy(sen_logits[known], sentiment[known],
+                                                            reduction="none"), w)
     return total

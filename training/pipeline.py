@@ -20,9 +20,10 @@ from model.text import TextEncoder
 from training.backbone import resolve
 from training.calibrate import Calibration, calibrate
 from training.config import TrainConfig
-from training.data import MISSING, Example, data_hash, expand_paths, load_examples, load_optional, split_examples
+from training.data import MISSING, DataError, Example, data_hash, expand_paths, load_optional, split_examples
 from training.evaluate import HEAD_LABELS, decisions, gold_labels, head_metrics
 from training.report import evaluate_bundle
+from training.sources import head_status, load_training_data
 
 
 def peak_rss_mib() -> float:
@@ -33,9 +34,10 @@ def peak_rss_mib() -> float:
 
 
 def complaint_rate(examples: Sequence[Example]) -> float:
-    """Share of severity-labelled rows that are complaints (the training prior)."""
-    sev = [e.severity for e in examples if e.severity != MISSING]
-    return round(sum(s > 0 for s in sev) / len(sev), 4) if sev else 0.0
+    """Share of complaint-labelled rows (severity level or coarse label) that are complaints."""
+    gold = [e.complaint_gold for e in examples if e.complaint_gold != MISSING]
+    rate = round(sum(gold) / len(gold), 4) if gold else 0.0
+    return rate if rate < 1.0 else 0.0  # all complaints: no usable prior
 
 
 def _calibrate(cfg: TrainConfig, scorer: Scorer, val: Sequence[Example]) -> Calibration:
@@ -44,17 +46,20 @@ def _calibrate(cfg: TrainConfig, scorer: Scorer, val: Sequence[Example]) -> Cali
         return Calibration({}, 0.5, 0.5)
     sev, fol, sen, _ = scorer.logits([e.text for e in val])
     calib = calibrate(sev, fol, sen, [e.severity for e in val], [e.followup for e in val],
-                      [e.sentiment for e in val])
+                      [e.sentiment for e in val], [e.complaint_gold for e in val])
     print(f"calibration: temperatures {calib.temperatures}, complaint threshold {calib.complaint_threshold}, "
           f"follow-up threshold {calib.followup_threshold}", flush=True)
     return calib
 
 
-def compare_int8(fp32: Scorer, int8: Scorer, examples: Sequence[Example]) -> dict[str, Any]:
-    """Decision agreement and macro-F1 drop per head of int8 vs fp32 on the test split."""
+def compare_int8(fp32: Scorer, int8: Scorer, examples: Sequence[Example],
+                 skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Decision agreement and macro-F1 drop per head of int8 vs fp32 on the test split
+    (untrained heads in ``skip`` are left out)."""
     texts = [e.text for e in examples]
     a, b = fp32.predict(texts), int8.predict(texts)
     da, db = decisions(a, 0.5), decisions(b, 0.5)
+    da, db = ({h: v for h, v in d.items() if h not in skip} for d in (da, db))
     gold = gold_labels(examples)
     agree = float(np.mean(np.concatenate([da[h] == db[h] for h in da])))
     drops = {h: head_metrics(gold[h], da[h], HEAD_LABELS[h]).get("macro_f1", 0.0)
@@ -76,30 +81,68 @@ def _meta(cfg: TrainConfig, backbone: Any, examples: list[Example], splits: dict
     )
 
 
-def build(cfg: TrainConfig) -> Path:
-    """Run the whole pipeline; the bundle appears at ``cfg.output_dir`` only when complete."""
+def _model(cfg: TrainConfig) -> tuple[Any, Any, set[str], dict[str, Any]]:
+    """Backbone + fresh heads, or the warm-start checkpoint's weights on top (``--init-from``);
+    also the names of the parameters that will differ from the backbone and the init record."""
+    from training.checkpoint import apply_weights, load_weights, resolve_init
+    from training.modeling import load_model
+
+    state, init = {}, {}
+    name = cfg.backbone
+    if cfg.init_from:
+        ckpt = resolve_init(cfg.init_from)
+        state, info = load_weights(ckpt)
+        if cfg.backbone != TrainConfig().backbone and cfg.backbone != info["backbone"]:
+            raise DataError(f"--init-from {ckpt}: trained on backbone {info['backbone']!r}, not {cfg.backbone!r}")
+        name = info["backbone"]
+        init = {"checkpoint": str(ckpt), "backbone": name, "from_bundle": info.get("bundle"),
+                "data_hash": info.get("data_hash")}
+        print(f"warm start from {ckpt} ({len(state)} tensors, backbone {name})", flush=True)
+    backbone = resolve(name)
+    model = load_model(str(backbone.path), cfg.dropout, cfg.freeze_embeddings, cfg.severity_loss, cfg.freeze_layers)
+    if state:
+        apply_weights(model, state, Path(cfg.init_from))
+    # the BERT pooler is never used (mean pooling), so it is not part of what training changes
+    changed = set(state) | {n for n, p in model.named_parameters() if p.requires_grad and ".pooler." not in n}
+    return backbone, model, changed, init
+
+
+def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
+    """Run the whole pipeline; the bundle appears at ``cfg.output_dir`` only when complete
+    (the torch checkpoint at ``cfg.ckpt``). ``on_epoch_end`` is passed to the training loop."""
     import torch
 
+    from training.checkpoint import save_weights
     from training.export import check_parity, export_onnx
-    from training.modeling import load_model
+    from training.history import plot_history
     from training.train import seed_everything, train
 
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     seed_everything(cfg.seed)
     timings: dict[str, float] = {}
-    backbone = resolve(cfg.backbone)
-    timings["backbone_s"] = time.monotonic() - t0
-    examples = load_examples(cfg.data, cfg.columns, cfg.label_map)
+    examples = load_training_data(cfg)
     splits = split_examples(examples)
     train_set = splits["train"][: cfg.max_train_rows or None]
+    untrained = head_status(train_set)
+    if {"severity", "private_followup", "sentiment"} <= set(untrained):
+        raise DataError("no head has labels in the training split: nothing to train")
     print(f"data: {len(examples)} rows → " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)
+    for head, why in untrained.items():
+        print(f"head {head}: not trained ({why})", flush=True)
+    backbone, model, changed, init = _model(cfg)
+    timings["backbone_s"] = time.monotonic() - t0
     encoder = TextEncoder.from_file(str(backbone.tokenizer_json), max_length=cfg.max_length,
                                     prefix=backbone.prefix, pad_id=backbone.pad_id)
-    model = load_model(str(backbone.path), cfg.dropout, cfg.freeze_embeddings, cfg.severity_loss, cfg.freeze_layers)
     t1 = time.monotonic()
-    result = train(model, encoder, train_set, splits["validation"], cfg)
+    result = train(model, encoder, train_set, splits["validation"], cfg, on_epoch_end)
     timings["train_s"] = time.monotonic() - t1
+    spec = init.get("backbone") or cfg.backbone  # what resolve() accepts (a name or a local directory)
+    spec = str(Path(spec).resolve()) if Path(spec).is_dir() else spec
+    save_weights(cfg.ckpt, model, changed, {"backbone": spec, "severity_loss": cfg.severity_loss,
+                                             "max_length": cfg.max_length, "bundle": str(cfg.out),
+                                             "data_hash": data_hash(examples), "untrained_heads": untrained,
+                                             "init_from": init or None})
 
     final = cfg.out
     work = final.with_name(final.name + f".tmp-{os.getpid()}")
@@ -114,8 +157,9 @@ def build(cfg: TrainConfig) -> Path:
     vocab_size = int(model.encoder.get_input_embeddings().weight.shape[0])
     del model
 
-    meta = _meta(cfg, backbone, examples, splits, vocab_size)
-    quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"])
+    meta = dataclasses.replace(_meta(cfg, backbone, examples, splits, vocab_size), untrained_heads=untrained,
+                               checkpoint=os.path.relpath(cfg.ckpt.resolve(), cfg.out.resolve()))
+    quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"], list(untrained))
     scorer = Scorer.load(work)
     calib = _calibrate(cfg, scorer, splits["validation"])
     meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
@@ -124,12 +168,13 @@ def build(cfg: TrainConfig) -> Path:
                                metrics={
         "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "steps": result.steps,
                      "stopped_by": result.stopped_by, "best_validation_mean_macro_f1": round(result.best_score, 4),
-                     "history": result.history},
+                     "history": result.history, "resumed": cfg.resume, "init_from": init or None},
         "onnx_parity_max_abs_diff": parity, "quantization": quant})
     write_meta(work, meta)
+    plot_history(result.history, work / "training_history.png", f"{cfg.name} {cfg.version}")
     t3 = time.monotonic()
-    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_optional(cfg.challenge, cfg.columns),
-                                      "field": load_optional(cfg.field_set, cfg.columns)}, cfg.seed)
+    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_optional(cfg.challenge),
+                                      "field": load_optional(cfg.field_set)}, cfg.seed)
     timings["evaluate_s"] = time.monotonic() - t3
     timings["total_s"] = time.monotonic() - t0
     _finish(work, final, timings)
@@ -137,7 +182,7 @@ def build(cfg: TrainConfig) -> Path:
 
 
 def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleMeta,
-                    test: Sequence[Example]) -> dict[str, Any]:
+                    test: Sequence[Example], skip: Sequence[str] = ()) -> dict[str, Any]:
     """Install int8 weights if they pass the agreement/F1 gate, else fp32; say why."""
     from training.export import quantize_int8
 
@@ -155,7 +200,7 @@ def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleM
         int8_path = quantize_int8(fp32_path, work / "model.int8.onnx")
         info["int8_mib"] = round(int8_path.stat().st_size / 2**20, 1)
         int8 = install(int8_path, "int8-dynamic")
-        info.update(compare_int8(fp32, int8, test))
+        info.update(compare_int8(fp32, int8, test, skip))
         worst = max(info["f1_drop"].values())
         if info["agreement"] >= cfg.min_int8_agreement and worst <= cfg.max_int8_f1_drop:
             info.update(kept="int8", reason="passed the agreement and F1 gate")

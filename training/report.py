@@ -16,13 +16,36 @@ from training.evaluate import Baseline, bundle_decisions, evaluate, plot_confusi
 HEADS = ("severity", "private_followup", "sentiment")
 
 
-def summary(metrics: dict[str, Any]) -> dict[str, float]:
-    return {h: round(float(metrics[h].get("macro_f1", 0.0)), 4) for h in HEADS}
+def summary(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """Macro-F1 per head; None for a head without labels in the set or not trained."""
+    return {h: None if metrics[h].get("macro_f1") is None else round(float(metrics[h]["macro_f1"]), 4)
+            for h in HEADS}
+
+
+def skip_untrained(metrics: dict[str, Any], untrained: dict[str, str]) -> dict[str, Any]:
+    """Replace the metrics of heads the bundle did not train (their outputs are noise) by the reason."""
+    out = dict(metrics)
+    for head, why in untrained.items():
+        if head == "severity_levels":  # complaint figures stay, level figures go
+            sev = out["severity"]
+            out["severity"] = {"n": 0, "untrained": why, **{k: sev[k] for k in ("complaint_macro_f1",
+                                                                                 "complaint_auc") if k in sev}}
+        else:
+            out[head] = {"n": 0, "untrained": why}
+            if head == "severity":
+                out.pop("complaint", None)
+    for lang_row in out.get("per_language", {}).values():
+        for head in untrained:
+            lang_row[head.replace("_levels", "")] = None
+    return out
 
 
 def ordinal_summary(metrics: dict[str, Any]) -> dict[str, float | None]:
     """Complaint-level and ordinal severity figures of one evaluation (rounded for the bundle)."""
     sev, fol = metrics["severity"], metrics["private_followup"]
+    comp = metrics.get("complaint", {})
+    sev = {**sev, "complaint_macro_f1": comp.get("macro_f1", sev.get("complaint_macro_f1")),
+           "complaint_auc": comp.get("auc", sev.get("complaint_auc"))}
     keys = ("complaint_macro_f1", "complaint_auc", "mae", "qwk", "within_one")
     out = {k: None if sev.get(k) is None else round(float(sev[k]), 4) for k in keys}
     out["followup_auc"] = None if fol.get("auc") is None else round(float(fol["auc"]), 4)
@@ -35,14 +58,15 @@ def evaluate_bundle(bundle_dir: Path, train: Sequence[Example], sets: dict[str, 
     scorer = Scorer.load(bundle_dir)
     meta = scorer.meta
     baseline = Baseline(seed).fit(train) if train else None
-    report: dict[str, Any] = {"followup_threshold": meta.followup_threshold,
+    report: dict[str, Any] = {"untrained_heads": meta.untrained_heads, "followup_threshold": meta.followup_threshold,
                               "complaint_threshold": meta.complaint_threshold,
                               "temperatures": meta.temperatures, "sets": {}}
     for name, examples in sets.items():
         if not examples:
             continue
         preds = scorer.predict([e.text for e in examples])
-        model_metrics = evaluate(examples, bundle_decisions(preds, meta), preds)
+        model_metrics = skip_untrained(evaluate(examples, bundle_decisions(preds, meta), preds),
+                                       meta.untrained_heads)
         entry: dict[str, Any] = {"n": len(examples), "model": model_metrics, "model_macro_f1": summary(model_metrics)}
         if baseline is not None:
             base_metrics = evaluate(examples, baseline.predict(examples))
@@ -70,8 +94,9 @@ def markdown_report(report: dict[str, Any]) -> str:
     for name, entry in report["sets"].items():
         for head in HEADS:
             base = entry.get("baseline_macro_f1", {}).get(head)
-            lines.append(f"| {name} | {entry['n']} | {head} | {entry['model_macro_f1'][head]:.3f} | "
-                         f"{'' if base is None else f'{base:.3f}'} |")
+            model = entry["model_macro_f1"][head]
+            shown = ("untrained" if entry["model"][head].get("untrained") else "–") if model is None else f"{model:.3f}"
+            lines.append(f"| {name} | {entry['n']} | {head} | {shown} | {'' if base is None else f'{base:.3f}'} |")
     lines += ["", "Complaint (severity != none) and ordinal severity, model:", "",
               "| set | complaint macro-F1 | complaint AUC | severity MAE | severity QWK | within one | follow-up AUC |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -106,6 +131,8 @@ from one fine-tuned encoder, served with ONNX Runtime.
   {meta.complaint_threshold}; private follow-up ≥ {meta.followup_threshold}; temperatures
   {json.dumps(meta.temperatures)}; training complaint rate {meta.complaint_rate}, complaint prior
   correction {meta.complaint_prior or 'off'}
+- Heads not trained (served as null): {json.dumps(meta.untrained_heads) if meta.untrained_heads else 'none'}
+- Training checkpoint (for `--init-from`): `{meta.checkpoint or 'none'}`
 - Training data hash: `{meta.data_hash[:16]}…`, split sizes {json.dumps(meta.split.get('sizes', {}))}
 - Training: {json.dumps(m.get('training', {}))}
 - Created: {meta.created_at}
@@ -114,7 +141,8 @@ from one fine-tuned encoder, served with ONNX Runtime.
 
 {report}
 
-Confusion matrices: `confusion_<set>.png`; calibration per head: `reliability_<set>.png`.
+Confusion matrices: `confusion_<set>.png`; calibration per head: `reliability_<set>.png`;
+loss and validation metrics per epoch: `training_history.png`.
 
 ## Intended use and limits
 

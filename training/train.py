@@ -4,11 +4,10 @@ early stopping on the mean of the three heads' macro-F1, and a wall-clock budget
 from __future__ import annotations
 
 import contextlib
-import copy
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -59,6 +58,13 @@ def _labels(examples: Sequence[Example], rows: Sequence[int]) -> tuple[torch.Ten
             torch.tensor([examples[i].sentiment for i in rows]))
 
 
+def _extras(examples: Sequence[Example], rows: Sequence[int], weighted: bool) -> dict[str, torch.Tensor | None]:
+    """Coarse complaint labels and (when any row is weighted) row weights for one batch."""
+    return {"complaint": torch.tensor([examples[i].complaint for i in rows]),
+            "row_weights": torch.tensor([examples[i].weight for i in rows], dtype=torch.float32) if weighted
+            else None}
+
+
 def _inputs(encoder: TextEncoder, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     enc = encoder.pad(ids, [False] * len(ids))
     return torch.from_numpy(enc.input_ids), torch.from_numpy(enc.attention_mask)
@@ -81,7 +87,8 @@ def predict_torch(model: MultiTaskModel, encoder: TextEncoder, texts: Sequence[s
 
 
 def validation_score(model: MultiTaskModel, encoder: TextEncoder, examples: Sequence[Example]) -> dict[str, float]:
-    """Macro-F1 per head on labeled rows (thresholds 0.5, as decided at serving) and their mean."""
+    """Macro-F1 per head on labeled rows (thresholds 0.5) and their mean; the severity head counts
+    with its 5-level macro-F1, or with the complaint macro-F1 when the rows carry only coarse labels."""
     from model.decisions import decide_arrays
     from model.scorer import sigmoid, softmax
 
@@ -90,13 +97,16 @@ def validation_score(model: MultiTaskModel, encoder: TextEncoder, examples: Sequ
     scores: dict[str, float] = {}
     for name, pred, gold in (
         ("severity", dec.severity, [e.severity for e in examples]),
+        ("complaint", dec.is_complaint.astype(int), [e.complaint_gold for e in examples]),
         ("private_followup", (fol[:, 0] > 0).astype(int), [e.followup for e in examples]),
         ("sentiment", sen.argmax(1), [e.sentiment for e in examples]),
     ):
         keep = np.asarray(gold) != MISSING
         if keep.any():
             scores[name] = float(f1_score(np.asarray(gold)[keep], pred[keep], average="macro"))
-    scores["mean"] = float(np.mean(list(scores.values()))) if scores else 0.0
+    heads = [scores.get("severity", scores.get("complaint")), scores.get("private_followup"), scores.get("sentiment")]
+    known = [v for v in heads if v is not None]
+    scores["mean"] = float(np.mean(known)) if known else 0.0
     return scores
 
 
@@ -114,57 +124,94 @@ def _optimizer(model: MultiTaskModel, cfg: TrainConfig) -> torch.optim.Optimizer
     ], weight_decay=cfg.weight_decay)
 
 
+def _trainable_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
+
+
 def train(model: MultiTaskModel, encoder: TextEncoder, train_set: Sequence[Example],
-          val_set: Sequence[Example], cfg: TrainConfig) -> TrainResult:
-    """Fine-tune in place; on return the model holds the best epoch's weights."""
+          val_set: Sequence[Example], cfg: TrainConfig,
+          on_epoch_end: Callable[[int, TrainResult], None] | None = None) -> TrainResult:
+    """Fine-tune in place; on return the model holds the best epoch's weights.
+
+    After every epoch the whole loop state goes to ``cfg.ckpt / resume.pt``; with ``cfg.resume``
+    the loop continues from there, so an interrupted run ends where an uninterrupted one would.
+    ``on_epoch_end`` is called after each checkpoint (progress reporting; tests interrupt there)."""
     from transformers import get_linear_schedule_with_warmup
+
+    from training.checkpoint import load_resume, rng_state, save_resume, set_rng_state
 
     seed_everything(cfg.seed)
     rng = random.Random(cfg.seed)
     ids, _ = encoder.token_ids([e.text for e in train_set])
     lengths = [len(r) for r in ids]
+    weighted = any(e.weight != 1.0 for e in train_set)
     steps_per_epoch = -(-len(train_set) // cfg.batch_size)
     opt = _optimizer(model, cfg)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * steps_per_epoch * cfg.epochs),
                                             steps_per_epoch * cfg.epochs)
-    result, best_state, bad_epochs, t0 = TrainResult(), None, 0, time.monotonic()
-    for epoch in range(1, cfg.epochs + 1):
+    result, best_state, bad_epochs, start_epoch, spent = TrainResult(), None, 0, 1, 0.0
+    config = cfg.to_dict()
+    if cfg.resume:
+        state = load_resume(cfg.ckpt, config)
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(rng, state["rng"])
+        result, best_state, bad_epochs = state["result"], state["best_state"], state["bad_epochs"]
+        start_epoch, spent = state["epoch"] + 1, state["elapsed_s"]
+        print(f"resuming after epoch {state['epoch']} (step {result.steps}) from {cfg.ckpt}", flush=True)
+        if state.get("finished"):
+            start_epoch = cfg.epochs + 1
+    t0 = time.monotonic() - spent
+    finished = False
+    for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         bar = tqdm(length_grouped_batches(lengths, cfg.batch_size, rng), desc=f"epoch {epoch}/{cfg.epochs}",
                    unit="batch", dynamic_ncols=True)
-        running = 0.0
+        running, total, n = 0.0, 0.0, 0
         for step, rows in enumerate(bar, 1):
             with autocast(cfg.bf16):
                 outputs = model(*_inputs(encoder, [ids[i] for i in rows]))
             loss = multitask_loss(outputs, *_labels(train_set, rows), weights=cfg.loss_weights,
-                                  kind=cfg.severity_loss)
+                                  kind=cfg.severity_loss, **_extras(train_set, rows, weighted))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             result.steps += 1
-            running = 0.9 * running + 0.1 * loss.item() if step > 1 else loss.item()
+            value = loss.item()
+            total, n = total + value, n + 1
+            running = 0.9 * running + 0.1 * value if step > 1 else value
             bar.set_postfix(loss=f"{running:.3f}")
             if time.monotonic() - t0 > cfg.time_budget_s:
                 result.stopped_by = "time_budget"
                 break
         bar.close()
         scores = validation_score(model, encoder, val_set) if val_set else {"mean": -float(epoch)}
-        result.history.append({"epoch": epoch, "loss": running, **scores})
+        result.history.append({"epoch": epoch, "steps": result.steps, "loss": total / max(n, 1), **scores})
         result.epochs_run = epoch
-        print(f"epoch {epoch}: loss {running:.3f}  validation " +
+        print(f"epoch {epoch}: loss {total / max(n, 1):.3f}  validation " +
               "  ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
         if scores["mean"] > result.best_score:
             result.best_score, result.best_epoch, bad_epochs = scores["mean"], epoch, 0
-            frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-            best_state = copy.deepcopy({k: v for k, v in model.state_dict().items() if k not in frozen})
+            best_state = _trainable_state(model)
         else:
             bad_epochs += 1
         if result.stopped_by == "time_budget":
-            break
-        if val_set and bad_epochs > cfg.patience:
-            result.stopped_by = "early_stopping"
+            finished = True
+        elif val_set and bad_epochs > cfg.patience:
+            result.stopped_by, finished = "early_stopping", True
+        result.seconds = time.monotonic() - t0
+        save_resume(cfg.ckpt, {"model": _trainable_state(model), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "rng": rng_state(rng), "result": result,
+                               "best_state": best_state, "bad_epochs": bad_epochs, "epoch": epoch,
+                               "elapsed_s": result.seconds, "config": config,
+                               "finished": finished or epoch == cfg.epochs})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, result)
+        if finished:
             break
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)

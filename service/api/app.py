@@ -254,6 +254,7 @@ def info(state: State) -> dict[str, Any]:
     return {"model": meta.name, "version": meta.version, "backbone": meta.backbone, "created_at": meta.created_at,
             "quantization": meta.quantization, "labels": labels_dict(),
             "thresholds": {"private_followup": rt.thresholds.private_followup, "is_complaint": rt.thresholds.complaint},
+            "untrained_heads": meta.untrained_heads,
             "max_length_tokens": meta.max_length,
             "limits": {"max_messages": s.max_messages, "max_text_chars": s.max_text_chars,
                        "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},

@@ -109,6 +109,8 @@ def output_schema(keep: Sequence[str]):  # type: ignore[no-untyped-def]
 
     def arrow(name: str, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if args and typing.get_origin(args[0]) is not None and len(typing.get_args(hint)) == 2:
+            hint, args = args[0], list(typing.get_args(args[0]))  # ``dict[str, float] | None`` → the dict
         origin = typing.get_origin(hint)
         inner = args[0] if args else hint
         if isinstance(inner, type) and issubclass(inner, msgspec.Struct):  # e.g. route: a struct column

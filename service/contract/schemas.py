@@ -87,17 +87,18 @@ class Route(msgspec.Struct):
 
 
 class Result(msgspec.Struct):
-    """Scores for one message, in the order of the request."""
+    """Scores for one message, in the order of the request. A head the bundle did not train
+    (``GET /info`` → ``untrained_heads``, with the reason) has its fields set to null."""
 
     id: str | None
-    severity: str
-    severity_scores: dict[str, float]
-    complaint_probability: float
-    is_complaint: bool
-    private_followup: bool
-    private_followup_probability: float
-    sentiment: str
-    sentiment_scores: dict[str, float]
+    severity: str | None
+    severity_scores: dict[str, float] | None
+    complaint_probability: float | None
+    is_complaint: bool | None
+    private_followup: bool | None
+    private_followup_probability: float | None
+    sentiment: str | None
+    sentiment_scores: dict[str, float] | None
     language: str
     priority: int
     priority_reasons: list[str]
