@@ -191,9 +191,10 @@ async def score(request: Request[Any, Any, Any], data: JSONBody[ScoreRequest], s
     metrics.MESSAGES.inc(len(results))
     counters = _prediction_counters()
     for r in results:
-        counters["severity", r.severity].inc()
-        counters["sentiment", r.sentiment].inc()
-        counters["private_followup", r.private_followup].inc()
+        for head, label in (("severity", r.severity), ("sentiment", r.sentiment),
+                            ("private_followup", r.private_followup)):
+            if label is not None:  # None: a head this bundle did not train
+                counters[head, label].inc()
         if r.route is not None:
             metrics.ROUTES.labels(r.route.queue, r.route.channel).inc()
     if settings.log_texts:
