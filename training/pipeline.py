@@ -112,10 +112,13 @@ def build(cfg: TrainConfig) -> Path:
     timings["export_s"] = time.monotonic() - t2
     shutil.copy(backbone.tokenizer_json, work / TOKENIZER_FILE)
     vocab_size = int(model.encoder.get_input_embeddings().weight.shape[0])
+    shape = (int(model.encoder.config.num_attention_heads), int(model.encoder.config.hidden_size))
     del model
 
     meta = _meta(cfg, backbone, examples, splits, vocab_size)
     quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"])
+    evals = {"test": splits["test"], "challenge": load_optional(cfg.challenge, cfg.columns),
+             "field": load_optional(cfg.field_set, cfg.columns)}
     scorer = Scorer.load(work)
     calib = _calibrate(cfg, scorer, splits["validation"])
     meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
@@ -127,9 +130,15 @@ def build(cfg: TrainConfig) -> Path:
                      "history": result.history},
         "onnx_parity_max_abs_diff": parity, "quantization": quant})
     write_meta(work, meta)
+    t_conv = time.monotonic()  # after calibration: the gate compares decisions at the shipped thresholds
+    if quant["kept"] == "fp32":
+        _convert(cfg, work, train_set, evals, encoder, shape)
+    else:
+        write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": {
+            "kept": "int8", "reason": "int8 shipped; the conversion steps run on fp32 only"}}))
+    timings["convert_s"] = time.monotonic() - t_conv
     t3 = time.monotonic()
-    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_optional(cfg.challenge, cfg.columns),
-                                      "field": load_optional(cfg.field_set, cfg.columns)}, cfg.seed)
+    evaluate_bundle(work, train_set, evals, cfg.seed)
     timings["evaluate_s"] = time.monotonic() - t3
     timings["total_s"] = time.monotonic() - t0
     _finish(work, final, timings)
@@ -166,6 +175,30 @@ def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleM
         int8_path.unlink()
     fp32_path.unlink()
     print(f"weights: {info['kept']} ({info['reason']})", flush=True)
+    return info
+
+
+def _convert(cfg: TrainConfig, work: Path, train_set: Sequence[Example], evals: dict[str, list[Example]],
+             encoder: TextEncoder, shape: tuple[int, int]) -> dict[str, Any]:
+    """Vocabulary trim → graph optimisation → fp16 storage on the installed fp32 model, gated by
+    decision agreement per head on test + challenge + field (training.convert); records the result."""
+    from model.bundle import read_meta
+    from training.convert import build_steps, convert, serving_rss_mib
+
+    sets = {k: [e.text for e in v] for k, v in evals.items() if v}
+    steps = build_steps(cfg, [e.text for e in train_set], encoder, work / TOKENIZER_FILE, sets, shape)
+    info = convert(work, steps, sets, cfg.min_conversion_agreement, lambda d: Scorer.load(d, verify=False))
+    meta = read_meta(work)
+    files = {**meta.files, MODEL_FILE: file_sha256(work / MODEL_FILE)}
+    kept = "none" if info["kept"] == "fp32" else info["kept"]
+    meta = dataclasses.replace(meta, quantization=kept, files=files)
+    write_meta(work, meta)
+    probe = [t for v in sets.values() for t in v][:256]
+    info["serving_rss_mib"] = {"arena_on": serving_rss_mib(work, probe, True),
+                               "arena_off": serving_rss_mib(work, probe, False)}
+    print(f"conversion: {info['kept']} ({info['reason']}), model {info['mib']} MiB, serving RSS "
+          f"{info['serving_rss_mib']['arena_off']['after_scoring']:.0f} MiB", flush=True)
+    write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": info}))
     return info
 
 
