@@ -222,3 +222,27 @@ def _finish(work: Path, final: Path, timings: dict[str, float]) -> None:
     shutil.rmtree(old, ignore_errors=True)
     print(f"bundle written to {final}: {training['total_s']:.0f} s total, "
           f"peak memory {training['peak_rss_mib']:.0f} MiB, {size:.1f} MiB on disk", flush=True)
+
+
+def convert_existing(src: Path, dst: Path, cfg: TrainConfig) -> Path:
+    """Run the conversion gate on an already built fp32 bundle (no retraining): copy ``src`` to
+    ``dst``, convert, re-evaluate and rewrite the model card. ``dst`` must not exist."""
+    from model.bundle import read_meta
+    from training.report import write_model_card
+
+    if read_meta(src).quantization != "none":
+        raise ValueError(f"{src} is not an fp32 bundle (quantization {read_meta(src).quantization!r})")
+    shutil.copytree(src, dst)
+    splits = split_examples(load_examples(cfg.data, cfg.columns, cfg.label_map))
+    evals = {"test": splits["test"], "challenge": load_optional(cfg.challenge, cfg.columns),
+             "field": load_optional(cfg.field_set, cfg.columns)}
+    scorer = Scorer.load(dst)
+    import json
+
+    conf = json.loads((resolve(scorer.meta.backbone).path / "config.json").read_text())
+    shape = (int(conf["num_attention_heads"]), int(conf["hidden_size"]))
+    train_set = splits["train"][: cfg.max_train_rows or None]
+    _convert(cfg, dst, train_set, evals, scorer.encoder, shape)
+    evaluate_bundle(dst, train_set, evals, cfg.seed)
+    write_model_card(dst)
+    return dst
