@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 BATCH_SIZES = (8, 16, 32, 64)
 
 
@@ -54,13 +56,16 @@ def measure(bundles: Sequence[Path], rounds: int, n_single: int, n_batch: int, t
     for _ in range(rounds):
         for i, s in enumerate(scorers):
             runs[i].append(one_round(s, single, batch))
+    ref = scorers[0].logits(batch[:256])[:3]
+    diffs = [max(float(np.max(np.abs(a - b))) for a, b in zip(ref, s.logits(batch[:256])[:3])) for s in scorers]
     rows = []
-    for b, r in zip(bundles, runs):
+    for b, r, diff in zip(bundles, runs, diffs):
         med = {k: statistics.median(x[k] for x in r) for k in r[0]}
         best = max(BATCH_SIZES, key=lambda k: med[f"bs{k}"])
         rows.append({"bundle": str(b), "model_mib": round((b / "model.onnx").stat().st_size / 2**20, 1),
                      "bs1_msgs_per_s": round(med["bs1"], 1), "best_batch": best,
-                     "best_msgs_per_s": round(med[f"bs{best}"], 1), "per_batch": {k: round(v, 1) for k, v in med.items()}})
+                     "best_msgs_per_s": round(med[f"bs{best}"], 1), "max_abs_logit_diff": diff,
+                     "per_batch": {k: round(v, 1) for k, v in med.items()}})
     for r in rows:
         r["bs1_ratio"] = round(r["bs1_msgs_per_s"] / rows[0]["bs1_msgs_per_s"], 2)
         r["best_ratio"] = round(r["best_msgs_per_s"] / rows[0]["best_msgs_per_s"], 2)
@@ -80,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         p.error(f"not a bundle (no model.onnx): {', '.join(map(str, missing))}")
     rows = measure(args.bundles, args.rounds, args.single, args.batch, args.threads)
-    print("| bundle | MiB | msg/s bs=1 | × fp32 | best batch | msg/s best | × fp32 |\n|---|---:|---:|---:|---:|---:|---:|")
+    print("| bundle | MiB | max abs logit diff vs first | msg/s bs=1 | × first | best batch | msg/s best | × first |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['bundle']} | {r['model_mib']} | {r['bs1_msgs_per_s']} | {r['bs1_ratio']} | {r['best_batch']} "
+        print(f"| {r['bundle']} | {r['model_mib']} | {r['max_abs_logit_diff']:.2e} | {r['bs1_msgs_per_s']} | {r['bs1_ratio']} | {r['best_batch']} "
               f"| {r['best_msgs_per_s']} | {r['best_ratio']} |")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
