@@ -76,6 +76,8 @@ class TrainConfig:
     vocab_scripts: tuple[str, ...] = ("LATIN",)
     #: store the served-script pieces the trim drops as per-row int8 instead of sending them to <unk>
     vocab_tail_int8: bool = True
+    #: with the trim, replace the tokenizer pieces of other scripts by placeholders (same ids)
+    trim_tokenizer: bool = True
     optimize_graph: bool = True
     fp16_weights: bool = True
     min_conversion_agreement: float = 0.995
@@ -152,6 +154,8 @@ HELP: dict[str, str] = {
     "vocab_trim": "conversion: exact embedding rows kept by the vocabulary trim (0 = no trim; min 1000)",
     "vocab_scripts": "conversion: Unicode scripts the trimmed vocabulary serves (digits, punctuation, emoji always)",
     "vocab_tail_int8": "conversion: keep the dropped pieces of those scripts as per-row int8 rows instead of <unk>",
+    "trim_tokenizer": "conversion: with the trim, blank the tokenizer pieces of other scripts (same ids; "
+                      "served-script texts tokenise exactly as before; less memory)",
     "optimize_graph": "conversion: ORT transformer optimizer (SkipLayerNorm, BiasGelu fusions; exact GELU)",
     "fp16_weights": "conversion: store large weights as float16 (fp32 compute; ORT casts them once at load)",
     "min_conversion_agreement": "conversion gate: minimum decision agreement with fp32 per head and set",

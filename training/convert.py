@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model.bundle import MODEL_FILE
+from model.bundle import MODEL_FILE, TOKENIZER_FILE
 from model.scorer import Scorer
 from training.evaluate import bundle_decisions
 
@@ -46,7 +46,7 @@ def build_steps(cfg: Any, train_texts: Sequence[str], encoder: Any, tokenizer_js
     """The enabled conversion steps, each a function (src model, dst model) → info;
     ``shape`` = (attention heads, hidden size) of the encoder, for the optimizer."""
     from training.optimize import fp16_storage, optimize_bert
-    from training.vocab import choose_kept, outside_share, tail_ids, trim_onnx, unigram_pieces
+    from training.vocab import choose_kept, outside_share, tail_ids, trim_onnx, trim_tokenizer, unigram_pieces
 
     steps: list[Step] = []
     if cfg.vocab_trim:
@@ -55,6 +55,9 @@ def build_steps(cfg: Any, train_texts: Sequence[str], encoder: Any, tokenizer_js
             kept = choose_kept(pieces, encoder.token_ids(train_texts)[0], cfg.vocab_trim, cfg.vocab_scripts)
             tail = tail_ids(pieces, kept, cfg.vocab_scripts) if cfg.vocab_tail_int8 else None
             info = trim_onnx(src, dst, kept, tail)
+            if cfg.trim_tokenizer:
+                info["tokenizer"] = trim_tokenizer(tokenizer_json, dst.with_suffix(".tokenizer.json"),
+                                                   cfg.vocab_scripts)
             exact = {k: outside_share(kept, encoder.token_ids(v)[0]) for k, v in sets.items()}
             return {**info, "kept_by_rule": kept.counts, "scripts": list(cfg.vocab_scripts),
                     "outside_exact_rows": exact}
@@ -71,11 +74,13 @@ def convert(work: Path, steps: Sequence[Step], sets: dict[str, Sequence[str]], m
     """Apply ``steps`` to ``work/model.onnx`` (fp32); keep the longest passing prefix in place."""
     fp32 = work / "model.conv-fp32.onnx"
     shutil.copy(work / MODEL_FILE, fp32)
+    tok0 = work / "model.conv-fp32.tokenizer.json"
+    shutil.copy(work / TOKENIZER_FILE, tok0)
     t0 = time.monotonic()
     fp32_scorer = load(work)
     ref = {k: bundle_decisions(fp32_scorer.predict(v), fp32_scorer.meta) for k, v in sets.items()}
     info: dict[str, Any] = {"min_agreement": min_agreement, "fp32_mib": _mib(fp32), "steps": []}
-    files, src = [], fp32
+    files, toks, src = [], [], fp32
     for name, fn in steps:
         dst = work / f"model.conv-{name}.onnx"
         t = time.monotonic()
@@ -83,14 +88,16 @@ def convert(work: Path, steps: Sequence[Step], sets: dict[str, Sequence[str]], m
         step.update(mib=_mib(dst), build_s=round(time.monotonic() - t, 1))
         info["steps"].append(step)
         files.append(dst)
+        tok = dst.with_suffix(".tokenizer.json")  # a step may also write a tokenizer; later ones inherit it
+        toks.append(tok if tok.exists() else (toks[-1] if toks else tok0))
         src = dst
-    chosen = _choose(work, files, info["steps"], ref, sets, min_agreement, load)
+    chosen = _choose(work, list(zip(files, toks)), info["steps"], ref, sets, min_agreement, load)
     names = [s["step"] for s in info["steps"]][:chosen]
-    final = files[chosen - 1] if chosen else fp32
-    shutil.copy(final, work / MODEL_FILE)
-    for f in [fp32, *files]:
+    _install(work, *((files[chosen - 1], toks[chosen - 1]) if chosen else (fp32, tok0)))
+    for f in [fp32, tok0, *files, *toks]:
         f.unlink(missing_ok=True)
     info.update(kept="fp32" + "".join(f"+{n}" for n in names), mib=_mib(work / MODEL_FILE),
+                tokenizer_mib=_mib(work / TOKENIZER_FILE),
                 gate_s=round(time.monotonic() - t0, 1))
     failed = [s for s in info["steps"] if s.get("passed") is False]
     info["reason"] = (f"{failed[0]['step']} failed the gate: worst agreement {failed[0]['worst']:.4f} "
@@ -99,11 +106,16 @@ def convert(work: Path, steps: Sequence[Step], sets: dict[str, Sequence[str]], m
     return info
 
 
-def _choose(work: Path, files: list[Path], steps: list[dict[str, Any]], ref: dict[str, Any],
+def _install(work: Path, model: Path, tokenizer: Path) -> None:
+    shutil.copy(model, work / MODEL_FILE)
+    shutil.copy(tokenizer, work / TOKENIZER_FILE)
+
+
+def _choose(work: Path, files: list[tuple[Path, Path]], steps: list[dict[str, Any]], ref: dict[str, Any],
             sets: dict[str, Sequence[str]], min_agreement: float, load: Callable[[Path], Scorer]) -> int:
     """Number of steps to keep: all when the last passes; else the longest prefix that passes."""
     def check(i: int) -> bool:
-        shutil.copy(files[i], work / MODEL_FILE)
+        _install(work, *files[i])
         agree = agreement(ref, load(work), sets)
         steps[i].update(agreement=agree, worst=worst(agree), passed=worst(agree) >= min_agreement)
         return bool(steps[i]["passed"])
@@ -120,15 +132,17 @@ def _mib(path: Path) -> float:
     return round(path.stat().st_size / 2**20, 1)
 
 
-def serving_rss_mib(bundle: Path, texts: Sequence[str], mem_arena: bool = False) -> dict[str, float]:
+def serving_rss_mib(bundle: Path, texts: Sequence[str], mem_arena: bool = False,
+                    verify: bool = True) -> dict[str, float]:
     """Resident memory (psutil) of a fresh process after loading the bundle and scoring ``texts``."""
     code = (
         "import json, sys, psutil; from model.scorer import Scorer; "
-        "s = Scorer.load(sys.argv[1], mem_arena=sys.argv[2] == '1'); "
+        "s = Scorer.load(sys.argv[1], mem_arena=sys.argv[2] == '1', verify=sys.argv[3] == '1'); "
         "loaded = psutil.Process().memory_info().rss; s.predict(json.loads(sys.stdin.read())); "
         "print(json.dumps([loaded / 2**20, psutil.Process().memory_info().rss / 2**20]))"
     )
-    res = subprocess.run([sys.executable, "-c", code, str(bundle), "1" if mem_arena else "0"],
+    res = subprocess.run([sys.executable, "-c", code, str(bundle), "1" if mem_arena else "0",
+                          "1" if verify else "0"],
                          input=json.dumps(list(texts)), capture_output=True, text=True, check=True,
                          cwd=str(Path(__file__).resolve().parent.parent))
     loaded, scored = json.loads(res.stdout.strip().splitlines()[-1])

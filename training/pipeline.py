@@ -189,7 +189,7 @@ def _convert(cfg: TrainConfig, work: Path, train_set: Sequence[Example], evals: 
     steps = build_steps(cfg, [e.text for e in train_set], encoder, work / TOKENIZER_FILE, sets, shape)
     info = convert(work, steps, sets, cfg.min_conversion_agreement, lambda d: Scorer.load(d, verify=False))
     meta = read_meta(work)
-    files = {**meta.files, MODEL_FILE: file_sha256(work / MODEL_FILE)}
+    files = {**meta.files, MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
     kept = "none" if info["kept"] == "fp32" else info["kept"]
     meta = dataclasses.replace(meta, quantization=kept, files=files)
     write_meta(work, meta)

@@ -22,7 +22,8 @@ def _load(d: Path) -> Scorer:
 
 
 def _cfg(**kw: object) -> SimpleNamespace:
-    base = {"vocab_trim": 3000, "vocab_scripts": ("LATIN",), "vocab_tail_int8": True, "optimize_graph": False,
+    base = {"vocab_trim": 3000, "vocab_scripts": ("LATIN",), "vocab_tail_int8": True, "trim_tokenizer": True,
+            "optimize_graph": False,
             "fp16_weights": False}
     return SimpleNamespace(**{**base, **kw})
 
@@ -36,7 +37,9 @@ def test_exact_trim_passes_and_ships(tiny_bundle: Path, tmp_path: Path) -> None:
     assert info["steps"][0]["agreement"] == {"test": {"severity": 1.0, "private_followup": 1.0, "sentiment": 1.0}}
     assert info["steps"][0]["outside_exact_rows"]["test"]["tokens"] == 0.0
     assert info["mib"] < info["fp32_mib"] / 4  # tiny hidden size: the int lookups weigh more
-    assert sorted(p.name for p in work.glob("model*.onnx")) == [MODEL_FILE]  # candidates cleaned up
+    assert sorted(p.name for p in work.glob("model*")) == [MODEL_FILE]  # candidates cleaned up
+    assert info["steps"][0]["tokenizer"]["placeholders"] > 100_000
+    assert (work / TOKENIZER_FILE).stat().st_size < (tiny_bundle / TOKENIZER_FILE).stat().st_size
 
 
 def test_a_step_that_changes_decisions_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:

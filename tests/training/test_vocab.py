@@ -107,3 +107,17 @@ def test_int8_tail_is_close_and_kept_stay_exact(tiny_bundle: Path, tmp_path: Pat
     for a, b in zip(ref.logits(latin)[:3], cand.logits(latin)[:3]):
         assert not np.array_equal(a, b)
         np.testing.assert_allclose(a, b, atol=0.05)
+
+
+def test_tokenizer_trim_keeps_ids_of_served_texts(tiny_bundle: Path, tmp_path: Path) -> None:
+    from model.text import TextEncoder
+    from training.vocab import trim_tokenizer
+
+    info = trim_tokenizer(tiny_bundle / "tokenizer.json", tmp_path / "tok.json", ["LATIN"])
+    assert info["pieces"] == 250002 and info["placeholders"] > 100_000
+    ref, new = (TextEncoder.from_file(str(p), max_length=64, prefix="query: ", pad_id=1)
+                for p in (tiny_bundle / "tokenizer.json", tmp_path / "tok.json"))
+    served = [*KEPT_TEXTS, "Rückerstattung, ¿dónde? ⚠️ 👍 Zażółć gęślą jaźń, çok kötü", "a\x00b"]
+    assert ref.token_ids(served) == new.token_ids(served)
+    assert ref.token_ids(OTHER_TEXTS)[0] != new.token_ids(OTHER_TEXTS)[0]
+    assert new.tokenizer.get_vocab_size() == ref.tokenizer.get_vocab_size()
