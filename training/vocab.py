@@ -181,6 +181,9 @@ def trim_onnx(src: Path, dst: Path, kept: KeptVocab, tail: np.ndarray | None = N
     if int(kept.ids.max()) >= rows:
         raise VocabTrimError(f"kept id {int(kept.ids.max())} is outside the {rows}-row embedding")
     weight.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(table[kept.ids]), weight.name))
+    stale = [v for v in graph.value_info if v.name == weight.name]  # the exporter's [rows, hidden] shape
+    for v in stale:
+        graph.value_info.remove(v)
     old_to_new = kept.old_to_new(rows)
     graph.initializer.append(numpy_helper.from_array(old_to_new, MAP_NAME))
     new_nodes = [helper.make_node("Gather", [MAP_NAME, "input_ids"], ["vocab_trim.new_ids"],
