@@ -72,6 +72,17 @@ class TrainConfig:
     min_int8_agreement: float = 0.995
     max_int8_f1_drop: float = 0.01
     threads: int = 0
+    #: conversion gate (training.convert): exact embedding rows kept by the vocabulary trim (0 = no trim)
+    vocab_trim: int = 30000
+    #: scripts whose pieces the trim serves (Unicode script names; digits/punctuation/emoji always)
+    vocab_scripts: tuple[str, ...] = ("LATIN",)
+    #: store the served-script pieces the trim drops as per-row int8 instead of sending them to <unk>
+    vocab_tail_int8: bool = True
+    #: with the trim, replace the tokenizer pieces of other scripts by placeholders (same ids)
+    trim_tokenizer: bool = True
+    optimize_graph: bool = True
+    fp16_weights: bool = True
+    min_conversion_agreement: float = 0.995
     #: map the data's label values to ours, one spec per head: "severity=0:none,1:low,…"
     label_map: tuple[str, ...] = ()
     #: also train on the default corpus, so every head is trained even if the data lacks its labels
@@ -100,6 +111,8 @@ class TrainConfig:
             "time_budget_s": self.time_budget_s > 0,
             "max_train_rows": self.max_train_rows >= 0,
             "min_int8_agreement": 0 < self.min_int8_agreement <= 1,
+            "vocab_trim": self.vocab_trim == 0 or self.vocab_trim >= 1000,
+            "min_conversion_agreement": 0 < self.min_conversion_agreement <= 1,
             "freeze_layers": 0 <= self.freeze_layers <= 48,
             "severity_loss": self.severity_loss in ("softmax", "soft", "corn"),
             "complaint_prior": 0 <= self.complaint_prior < 1,
@@ -157,6 +170,14 @@ HELP: dict[str, str] = {
     "min_int8_agreement": "int8 gate: minimum decision agreement with fp32",
     "max_int8_f1_drop": "int8 gate: maximum macro-F1 drop on any head",
     "threads": "torch threads (0 = all cores)",
+    "vocab_trim": "conversion: exact embedding rows kept by the vocabulary trim (0 = no trim; min 1000)",
+    "vocab_scripts": "conversion: Unicode scripts the trimmed vocabulary serves (digits, punctuation, emoji always)",
+    "vocab_tail_int8": "conversion: keep the dropped pieces of those scripts as per-row int8 rows instead of <unk>",
+    "trim_tokenizer": "conversion: with the trim, blank the tokenizer pieces of other scripts (same ids; "
+                      "served-script texts tokenise exactly as before; less memory)",
+    "optimize_graph": "conversion: ORT transformer optimizer (SkipLayerNorm, BiasGelu fusions; exact GELU)",
+    "fp16_weights": "conversion: store large weights as float16 (fp32 compute; ORT casts them once at load)",
+    "min_conversion_agreement": "conversion gate: minimum decision agreement with fp32 per head and set",
     "label_map": "map your label values to ours, one spec per head, e.g. severity=0:none,1:low,2:medium,"
                  "3:high,4:critical sentiment=neg:negative,neu:neutral,pos:positive "
                  "(research-scale severity names are understood without a map), or a TOML file "

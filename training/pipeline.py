@@ -155,11 +155,14 @@ def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
     timings["export_s"] = time.monotonic() - t2
     shutil.copy(backbone.tokenizer_json, work / TOKENIZER_FILE)
     vocab_size = int(model.encoder.get_input_embeddings().weight.shape[0])
+    shape = (int(model.encoder.config.num_attention_heads), int(model.encoder.config.hidden_size))
     del model
 
     meta = dataclasses.replace(_meta(cfg, backbone, examples, splits, vocab_size), untrained_heads=untrained,
                                checkpoint=os.path.relpath(cfg.ckpt.resolve(), cfg.out.resolve()))
     quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"], list(untrained))
+    evals = {"test": splits["test"], "challenge": load_optional(cfg.challenge),  # our schema, not the user's
+             "field": load_optional(cfg.field_set)}
     scorer = Scorer.load(work)
     calib = _calibrate(cfg, scorer, splits["validation"])
     meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
@@ -172,9 +175,15 @@ def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
         "onnx_parity_max_abs_diff": parity, "quantization": quant})
     write_meta(work, meta)
     plot_history(result.history, work / "training_history.png", f"{cfg.name} {cfg.version}")
+    t_conv = time.monotonic()  # after calibration: the gate compares decisions at the shipped thresholds
+    if quant["kept"] == "fp32":
+        _convert(cfg, work, train_set, evals, encoder, shape)
+    else:
+        write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": {
+            "kept": "int8", "reason": "int8 shipped; the conversion steps run on fp32 only"}}))
+    timings["convert_s"] = time.monotonic() - t_conv
     t3 = time.monotonic()
-    evaluate_bundle(work, train_set, {"test": splits["test"], "challenge": load_optional(cfg.challenge),
-                                      "field": load_optional(cfg.field_set)}, cfg.seed)
+    evaluate_bundle(work, train_set, evals, cfg.seed)
     timings["evaluate_s"] = time.monotonic() - t3
     timings["total_s"] = time.monotonic() - t0
     _finish(work, final, timings)
@@ -214,6 +223,30 @@ def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleM
     return info
 
 
+def _convert(cfg: TrainConfig, work: Path, train_set: Sequence[Example], evals: dict[str, list[Example]],
+             encoder: TextEncoder, shape: tuple[int, int]) -> dict[str, Any]:
+    """Vocabulary trim → graph optimisation → fp16 storage on the installed fp32 model, gated by
+    decision agreement per head on test + challenge + field (training.convert); records the result."""
+    from model.bundle import read_meta
+    from training.convert import build_steps, convert, serving_rss_mib
+
+    sets = {k: [e.text for e in v] for k, v in evals.items() if v}
+    steps = build_steps(cfg, [e.text for e in train_set], encoder, work / TOKENIZER_FILE, sets, shape)
+    info = convert(work, steps, sets, cfg.min_conversion_agreement, lambda d: Scorer.load(d, verify=False))
+    meta = read_meta(work)
+    files = {**meta.files, MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
+    kept = "none" if info["kept"] == "fp32" else info["kept"]
+    meta = dataclasses.replace(meta, quantization=kept, files=files)
+    write_meta(work, meta)
+    probe = [t for v in sets.values() for t in v][:256]
+    info["serving_rss_mib"] = {"arena_on": serving_rss_mib(work, probe, True),
+                               "arena_off": serving_rss_mib(work, probe, False)}
+    print(f"conversion: {info['kept']} ({info['reason']}), model {info['mib']} MiB, serving RSS "
+          f"{info['serving_rss_mib']['arena_off']['after_scoring']:.0f} MiB", flush=True)
+    write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": info}))
+    return info
+
+
 def _finish(work: Path, final: Path, timings: dict[str, float]) -> None:
     """Record time and peak memory, then move the bundle into place."""
     from model.bundle import read_meta
@@ -234,3 +267,27 @@ def _finish(work: Path, final: Path, timings: dict[str, float]) -> None:
     shutil.rmtree(old, ignore_errors=True)
     print(f"bundle written to {final}: {training['total_s']:.0f} s total, "
           f"peak memory {training['peak_rss_mib']:.0f} MiB, {size:.1f} MiB on disk", flush=True)
+
+
+def convert_existing(src: Path, dst: Path, cfg: TrainConfig) -> Path:
+    """Run the conversion gate on an already built fp32 bundle (no retraining): copy ``src`` to
+    ``dst``, convert, re-evaluate and rewrite the model card. ``dst`` must not exist."""
+    from model.bundle import read_meta
+    from training.report import write_model_card
+
+    if read_meta(src).quantization != "none":
+        raise ValueError(f"{src} is not an fp32 bundle (quantization {read_meta(src).quantization!r})")
+    shutil.copytree(src, dst)
+    splits = split_examples(load_examples(cfg.data, cfg.columns, cfg.label_map))
+    evals = {"test": splits["test"], "challenge": load_optional(cfg.challenge),
+             "field": load_optional(cfg.field_set)}
+    scorer = Scorer.load(dst)
+    import json
+
+    conf = json.loads((resolve(scorer.meta.backbone).path / "config.json").read_text())
+    shape = (int(conf["num_attention_heads"]), int(conf["hidden_size"]))
+    train_set = splits["train"][: cfg.max_train_rows or None]
+    _convert(cfg, dst, train_set, evals, scorer.encoder, shape)
+    evaluate_bundle(dst, train_set, evals, cfg.seed)
+    write_model_card(dst)
+    return dst

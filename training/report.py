@@ -119,6 +119,7 @@ def write_model_card(bundle_dir: Path) -> Path:
     report_path = bundle_dir / "eval_report.md"
     report = report_path.read_text() if report_path.exists() else "(not evaluated yet)"
     m = meta.metrics
+    conv = m.get("conversion", {})
     text = f"""# {meta.name} {meta.version}
 
 Multilingual complaint triage: severity (5 levels), private follow-up (binary) and sentiment (3-way)
@@ -127,6 +128,12 @@ from one fine-tuned encoder, served with ONNX Runtime.
 - Backbone: `{meta.backbone}`, max length {meta.max_length} tokens, prefix `{meta.prefix!r}`
 - Weights: {meta.quantization} (int8 kept only if it agrees with fp32 on ≥ 99.5 % of test decisions
   and loses ≤ 1 macro-F1 point per head): {json.dumps(m.get('quantization', {}))}
+- Conversion (vocabulary trim → graph optimisation → fp16 weight storage, each kept only if every
+  head agrees with fp32 on ≥ {conv.get('min_agreement', 0.995)} of the decisions of every evaluation set):
+  **{conv.get('kept', 'not run')}** ({conv.get('reason', '')}); model {conv.get('mib', '?')} MiB
+  (fp32 {conv.get('fp32_mib', '?')} MiB); serving RSS {json.dumps(conv.get('serving_rss_mib', {}))};
+  steps: {json.dumps([{k: v for k, v in s.items() if k in ('step', 'mib', 'worst', 'passed', 'agreement')}
+                      for s in conv.get('steps', [])])}
 - Decision thresholds (calibrated on the validation split): complaint = P(severity != none) ≥
   {meta.complaint_threshold}; private follow-up ≥ {meta.followup_threshold}; temperatures
   {json.dumps(meta.temperatures)}; training complaint rate {meta.complaint_rate}, complaint prior

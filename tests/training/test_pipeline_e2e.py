@@ -90,7 +90,15 @@ def test_whole_pipeline_on_a_small_subset(tmp_path: Path, e5) -> None:  # type: 
     assert m["onnx_parity_max_abs_diff"] <= 1e-4
     q = m["quantization"]
     assert q["kept"] in {"int8", "fp32"} and 0 <= q["agreement"] <= 1 and q["reason"]
-    assert meta.quantization == ("int8-dynamic" if q["kept"] == "int8" else "none")
+    conv = m["conversion"]
+    if q["kept"] == "int8":
+        assert meta.quantization == "int8-dynamic"
+    else:  # fp32 + whatever conversion steps passed their gate, in order
+        assert meta.quantization == ("none" if conv["kept"] == "fp32" else conv["kept"]) and conv["reason"]
+        assert [s["step"] for s in conv["steps"]] == ["vocab_trim", "optimize", "fp16_storage"]
+        assert conv["steps"][0]["rows_after"] == 30000 and conv["serving_rss_mib"]["arena_off"]["after_load"] > 0
+        assert all(0 <= a <= 1 for s in conv["steps"] if "agreement" in s for h in s["agreement"].values()
+                   for a in h.values())
     assert m["training"]["steps"] == 6 and m["training"]["peak_rss_mib"] > 0 and m["training"]["total_s"] > 0
     assert set(m["evaluation"]) == {"test", "challenge"}
     assert "baseline_macro_f1" in m["evaluation"]["test"]
