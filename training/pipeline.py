@@ -161,8 +161,7 @@ def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
     meta = dataclasses.replace(_meta(cfg, backbone, examples, splits, vocab_size), untrained_heads=untrained,
                                checkpoint=os.path.relpath(cfg.ckpt.resolve(), cfg.out.resolve()))
     quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"], list(untrained))
-    evals = {"test": splits["test"], "challenge": load_optional(cfg.challenge),  # our schema, not the user's
-             "field": load_optional(cfg.field_set)}
+    evals = _eval_sets(cfg, splits["test"])
     scorer = Scorer.load(work)
     calib = _calibrate(cfg, scorer, splits["validation"])
     meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
@@ -269,21 +268,26 @@ def _finish(work: Path, final: Path, timings: dict[str, float]) -> None:
           f"peak memory {training['peak_rss_mib']:.0f} MiB, {size:.1f} MiB on disk", flush=True)
 
 
+def _eval_sets(cfg: TrainConfig, test: list[Example]) -> dict[str, list[Example]]:
+    """The sets the gate and the report use: the test split, and challenge + field read in our
+    schema (never with the user's column names)."""
+    return {"test": test, "challenge": load_optional(cfg.challenge), "field": load_optional(cfg.field_set)}
+
+
 def convert_existing(src: Path, dst: Path, cfg: TrainConfig) -> Path:
     """Run the conversion gate on an already built fp32 bundle (no retraining): copy ``src`` to
     ``dst``, convert, re-evaluate and rewrite the model card. ``dst`` must not exist."""
+    import json
+
     from model.bundle import read_meta
     from training.report import write_model_card
 
     if read_meta(src).quantization != "none":
         raise ValueError(f"{src} is not an fp32 bundle (quantization {read_meta(src).quantization!r})")
     shutil.copytree(src, dst)
-    splits = split_examples(load_examples(cfg.data, cfg.columns, cfg.label_map))
-    evals = {"test": splits["test"], "challenge": load_optional(cfg.challenge),
-             "field": load_optional(cfg.field_set)}
+    splits = split_examples(load_training_data(cfg))  # the same rows and split as the build
+    evals = _eval_sets(cfg, splits["test"])
     scorer = Scorer.load(dst)
-    import json
-
     conf = json.loads((resolve(scorer.meta.backbone).path / "config.json").read_text())
     shape = (int(conf["num_attention_heads"]), int(conf["hidden_size"]))
     train_set = splits["train"][: cfg.max_train_rows or None]
