@@ -247,15 +247,10 @@ def _check_type(name: str, value: Any, default: Any, where: str) -> Any:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a ``train.toml``: top-level keys are TrainConfig fields (``epochs = 2`` or ``max-length``),
     a ``[columns]`` table the column map. Unknown keys and wrong types raise ValueError."""
-    import tomllib
+    from training.labelmap import read_toml
 
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config file {path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "config file")
     fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "columns"}
     values: dict[str, Any] = {}
     for key, value in raw.items():

@@ -49,15 +49,20 @@ def _add(maps: LabelMaps, where: str, head: str, src: str, dst: str) -> None:
     maps.setdefault(head, {})[key(src)] = dst
 
 
-def _toml_maps(path: Path, maps: LabelMaps) -> None:
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables; ValueError naming ``what`` (e.g. "config file") when it cannot be read or parsed."""
     import tomllib
 
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ValueError(f"label map file {path}: cannot read: {exc.strerror or exc}") from None
+        raise ValueError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"label map file {path}: not valid TOML: {exc}") from None
+        raise ValueError(f"{what} {path}: not valid TOML: {exc}") from None
+
+
+def _toml_maps(path: Path, maps: LabelMaps) -> None:
+    raw = read_toml(path, "label map file")
     for head, table in raw.items():
         if not isinstance(table, dict):
             raise ValueError(f"label map file {path}: {head!r} must be a table like [{head}] with FROM = \"TO\" lines")
