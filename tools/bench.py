@@ -62,8 +62,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-backbone", default="multilingual-e5-small", help="backbone for the torch pipeline")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp32-model", type=Path, default=None,
-                   help="an fp32 build of the same weights: its raw ORT speed is measured beside the bundle's "
-                        "(interleaved) and the fast/fp32 ratio checked (target >= 2x)")
+                   help="an fp32 build of the same weights, or the fp32 teacher of a distilled student: its raw "
+                        "ORT speed is measured beside the bundle's (interleaved) and the fast/fp32 ratio checked "
+                        "(target >= 2x); default: the teacher the build kept beside a shipped student")
     p.add_argument("--repeat", type=int, default=1,
                    help="rounds of raw ORT + service levels, interleaved on one server; figures are medians")
 
@@ -239,6 +240,22 @@ def median_runs(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return out
 
 
+def default_fp32(meta: Any, bundle: Path) -> Path | None:
+    """The fp32 reference when ``--fp32-model`` is not given: the fp32 teacher a distilled student
+    was built from (``<bundle>.teacher``, kept by the build), if it is there."""
+    from model.bundle import BundleError, read_meta
+
+    dist = meta.metrics.get("distillation") or {}
+    other = bundle.parent / (dist.get("other_bundle") or "-")  # a sibling directory
+    if dist.get("shipped") == "student" and (other / "bundle.json").is_file():
+        try:
+            if read_meta(other).quantization == "none":
+                return other
+        except BundleError:
+            return None
+    return None
+
+
 def _run_sections(args: argparse.Namespace, res: dict[str, Any], bundle: Path, meta: Any, threads: int,
                   records: list[dict[str, Any]], pool: list[str], texts_file: Path, duration: float,
                   warmup: float, batch_rows: int, quick: bool) -> None:
@@ -343,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeat < 1:
         print("tools.bench: --repeat must be >= 1", file=sys.stderr)
         return 2
+    if args.fp32_model is None:
+        args.fp32_model = default_fp32(meta, bundle)
     if args.fp32_model is not None:
         try:
             read_meta(args.fp32_model)

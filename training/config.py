@@ -96,6 +96,20 @@ class TrainConfig:
     checkpoint_dir: str = ""
     #: continue an interrupted run from its last per-epoch checkpoint
     resume: bool = False
+    #: distillation (training.distill): encoder layers the student keeps, as a count ("6") or indices
+    #: ("0,2,4,7,9,11"); "" = no student, the fine-tuned model ships
+    student_layers: str = ""
+    #: distil from this training checkpoint instead of fine-tuning a teacher first
+    teacher: str = ""
+    student_epochs: int = 3
+    student_learning_rate: float = 8e-5
+    student_time_budget_s: float = 480.0
+    student_freeze_layers: int = 0
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.7
+    distill_beta: float = 1.0
+    #: student gate: the student ships only if no head loses more macro-F1 than this on any set
+    max_student_f1_drop: float = 0.01
     columns: ColumnMap = field(default_factory=ColumnMap)
 
     def __post_init__(self) -> None:
@@ -117,6 +131,14 @@ class TrainConfig:
             "severity_loss": self.severity_loss in ("softmax", "soft", "corn"),
             "complaint_prior": 0 <= self.complaint_prior < 1,
             "user_weight": self.user_weight > 0,
+            "student_epochs": self.student_epochs >= 1,
+            "student_learning_rate": self.student_learning_rate > 0,
+            "student_time_budget_s": self.student_time_budget_s > 0,
+            "student_freeze_layers": self.student_freeze_layers >= 0,
+            "distill_temperature": self.distill_temperature > 0,
+            "distill_alpha": 0 <= self.distill_alpha <= 1,
+            "distill_beta": self.distill_beta >= 0,
+            "max_student_f1_drop": 0 <= self.max_student_f1_drop <= 1,
             "loss_weights": len(self.loss_weights) == 3 and all(w >= 0 for w in self.loss_weights),
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -189,6 +211,19 @@ HELP: dict[str, str] = {
     "init_from": "warm start from a training checkpoint directory or a bundle that records one "
                  "(empty = the bare backbone)",
     "checkpoint_dir": "per-epoch resume state and final torch weights (empty = <output-dir>.ckpt)",
+    "student_layers": "distil a shallower student from the fine-tuned model: how many encoder layers it keeps "
+                      "(\"6\", evenly spread, first and last included) or which (\"0,2,4,7,9,11\"); "
+                      "empty = no student",
+    "teacher": "with --student-layers: distil from this training checkpoint (or a bundle recording one) "
+               "instead of fine-tuning a teacher first",
+    "student_epochs": "student: maximum number of epochs",
+    "student_learning_rate": "student: encoder learning rate",
+    "student_time_budget_s": "student: stop training after this many seconds, keeping the best epoch",
+    "student_freeze_layers": "student: freeze its lowest N layers (faster backward)",
+    "distill_temperature": "student: softmax temperature of the teacher's soft labels",
+    "distill_alpha": "student: weight of the teacher's soft labels against the gold labels (0-1)",
+    "distill_beta": "student: weight of matching the teacher's sentence vector (MSE)",
+    "max_student_f1_drop": "student gate: largest macro-F1 loss against the teacher allowed on any head and set",
     "resume": "continue an interrupted run from the last per-epoch checkpoint (same config required)",
 }
 

@@ -31,17 +31,21 @@ class MultiTaskModel(nn.Module):
         self.followup = nn.Linear(hidden_size, 1)
         self.sentiment = nn.Linear(hidden_size, len(SENTIMENT_LABELS))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_pooled: bool = False
+                ) -> tuple[torch.Tensor, ...]:
+        """(severity, follow-up, sentiment) logits; with ``with_pooled`` also the pooled sentence
+        vector before dropout (distillation matches it to the teacher's). The export uses the default."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        pooled = self.dropout(pooled)
+        sentence = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        pooled = self.dropout(sentence)
         sev = self.severity(pooled)
         if self.severity_loss == "corn" and not self.training:
             # the exported graph emits log-probabilities, so softmax at serving time returns
             # exactly the CORN class probabilities and the runtime needs no special case
             sev = corn_log_probs(sev)
+        if with_pooled:
+            return sev, self.followup(pooled), self.sentiment(pooled), sentence
         return sev, self.followup(pooled), self.sentiment(pooled)
 
     def head_parameters(self) -> list[nn.Parameter]:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from model.bundle import MODEL_FILE, TOKENIZER_FILE, BundleMeta, file_sha256, write_meta
+from model.bundle import MODEL_FILE, TOKENIZER_FILE, BundleMeta, file_sha256, read_meta, write_meta
 from model.labels import labels_dict
 from model.scorer import Scorer
 from model.text import TextEncoder
@@ -21,6 +21,7 @@ from training.backbone import resolve
 from training.calibrate import Calibration, calibrate
 from training.config import TrainConfig
 from training.data import MISSING, DataError, Example, data_hash, expand_paths, load_optional, split_examples
+from training.distill import parse_layers
 from training.evaluate import HEAD_LABELS, decisions, gold_labels, head_metrics
 from training.report import evaluate_bundle
 from training.sources import head_status, load_training_data
@@ -109,13 +110,15 @@ def _model(cfg: TrainConfig) -> tuple[Any, Any, set[str], dict[str, Any]]:
 
 def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
     """Run the whole pipeline; the bundle appears at ``cfg.output_dir`` only when complete
-    (the torch checkpoint at ``cfg.ckpt``). ``on_epoch_end`` is passed to the training loop."""
+    (the torch checkpoint at ``cfg.ckpt``). ``on_epoch_end`` is passed to the training loop.
+
+    With ``cfg.student_layers`` the fine-tuned model is the teacher of a shallower student
+    (training.distill); the student ships when it passes the student gate, the teacher otherwise,
+    and the other one is kept beside the bundle (``<output>.teacher`` / ``<output>.student``)."""
     import torch
 
     from training.checkpoint import save_weights
-    from training.export import check_parity, export_onnx
-    from training.history import plot_history
-    from training.train import seed_everything, train
+    from training.train import TrainResult, seed_everything, train
 
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -130,63 +133,182 @@ def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
     print(f"data: {len(examples)} rows → " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)
     for head, why in untrained.items():
         print(f"head {head}: not trained ({why})", flush=True)
-    backbone, model, changed, init = _model(cfg)
+    backbone, model, changed, init = _model(dataclasses.replace(cfg, init_from=cfg.teacher) if cfg.teacher else cfg)
     timings["backbone_s"] = time.monotonic() - t0
     encoder = TextEncoder.from_file(str(backbone.tokenizer_json), max_length=cfg.max_length,
                                     prefix=backbone.prefix, pad_id=backbone.pad_id)
+    n_layers = int(model.encoder.config.num_hidden_layers)
+    layers = parse_layers(cfg.student_layers, n_layers)  # early: a bad spec fails before training
     t1 = time.monotonic()
-    result = train(model, encoder, train_set, splits["validation"], cfg, on_epoch_end)
+    if cfg.teacher:
+        result = TrainResult(stopped_by="teacher checkpoint (not retrained)")
+        print(f"teacher: {cfg.teacher} (not retrained)", flush=True)
+    else:
+        result = train(model, encoder, train_set, splits["validation"], cfg, on_epoch_end)
     timings["train_s"] = time.monotonic() - t1
     spec = init.get("backbone") or cfg.backbone  # what resolve() accepts (a name or a local directory)
     spec = str(Path(spec).resolve()) if Path(spec).is_dir() else spec
-    save_weights(cfg.ckpt, model, changed, {"backbone": spec, "severity_loss": cfg.severity_loss,
-                                             "max_length": cfg.max_length, "bundle": str(cfg.out),
-                                             "data_hash": data_hash(examples), "untrained_heads": untrained,
-                                             "init_from": init or None})
+    if not cfg.teacher:
+        save_weights(cfg.ckpt, model, changed, {"backbone": spec, "severity_loss": cfg.severity_loss,
+                                                 "max_length": cfg.max_length, "bundle": str(cfg.out),
+                                                 "data_hash": data_hash(examples), "untrained_heads": untrained,
+                                                 "init_from": init or None})
+    from training.checkpoint import resolve_init
+
+    ckpt = resolve_init(cfg.teacher) if cfg.teacher else cfg.ckpt
+    evals = _eval_sets(cfg, splits["test"])
+    final = cfg.out
+    pack = _Packer(cfg, backbone, encoder, examples, splits, train_set, untrained, evals, ckpt, init)
+    if not layers:
+        work = pack(model, result, final, timings, convert=True)
+        t3 = time.monotonic()
+        evaluate_bundle(work, train_set, evals, cfg.seed)
+        timings["evaluate_s"] = time.monotonic() - t3
+        timings["total_s"] = time.monotonic() - t0
+        _finish(work, final, timings)
+        return final
+    return _distil(cfg, pack, model, result, layers, n_layers, timings, t0, on_epoch_end)
+
+
+def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers: tuple[int, ...],
+            n_layers: int, timings: dict[str, float], t0: float, on_epoch_end: Any) -> Path:
+    """Teacher bundle (fp32, evaluated) → student (distilled, converted, evaluated) → student gate →
+    ship the winner at ``cfg.out``, the other beside it."""
+    from training.distill import DistillLoss, make_student, teacher_targets
+    from training.train import train
 
     final = cfg.out
-    work = final.with_name(final.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    t2 = time.monotonic()
-    fp32_path = export_onnx(model, encoder, work / "model.fp32.onnx")
-    parity_texts = [e.text for e in (splits["validation"] or train_set)[:64]]
-    parity = check_parity(model, encoder, fp32_path, parity_texts)
-    timings["export_s"] = time.monotonic() - t2
-    shutil.copy(backbone.tokenizer_json, work / TOKENIZER_FILE)
-    vocab_size = int(model.encoder.get_input_embeddings().weight.shape[0])
-    shape = (int(model.encoder.config.num_attention_heads), int(model.encoder.config.hidden_size))
-    del model
-
-    meta = dataclasses.replace(_meta(cfg, backbone, examples, splits, vocab_size), untrained_heads=untrained,
-                               checkpoint=os.path.relpath(cfg.ckpt.resolve(), cfg.out.resolve()))
-    quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"], list(untrained))
-    evals = _eval_sets(cfg, splits["test"])
-    scorer = Scorer.load(work)
-    calib = _calibrate(cfg, scorer, splits["validation"])
-    meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
-                               complaint_threshold=calib.complaint_threshold, temperatures=calib.temperatures,
-                               complaint_rate=complaint_rate(train_set), complaint_prior=cfg.complaint_prior,
-                               metrics={
-        "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "steps": result.steps,
-                     "stopped_by": result.stopped_by, "best_validation_mean_macro_f1": round(result.best_score, 4),
-                     "history": result.history, "resumed": cfg.resume, "init_from": init or None},
-        "onnx_parity_max_abs_diff": parity, "quantization": quant})
-    write_meta(work, meta)
-    plot_history(result.history, work / "training_history.png", f"{cfg.name} {cfg.version}")
-    t_conv = time.monotonic()  # after calibration: the gate compares decisions at the shipped thresholds
-    if quant["kept"] == "fp32":
-        _convert(cfg, work, train_set, evals, encoder, shape)
+    t_final, s_final = final.with_name(final.name + ".teacher"), final.with_name(final.name + ".student")
+    t_work = pack(teacher, t_result, t_final, {}, convert=False)
+    t = time.monotonic()
+    t_report = evaluate_bundle(t_work, pack.train_set, pack.evals, cfg.seed)
+    timings["teacher_evaluate_s"] = time.monotonic() - t
+    t = time.monotonic()
+    targets = teacher_targets(teacher, pack.encoder, pack.train_set)
+    timings["teacher_targets_s"] = time.monotonic() - t
+    student = make_student(teacher, layers, cfg.student_freeze_layers)
+    scfg = dataclasses.replace(cfg, learning_rate=cfg.student_learning_rate, epochs=cfg.student_epochs,
+                               time_budget_s=cfg.student_time_budget_s, checkpoint_dir=str(cfg.ckpt / "student"),
+                               freeze_layers=cfg.student_freeze_layers)
+    loss = DistillLoss(targets, cfg.distill_temperature, cfg.distill_alpha, cfg.distill_beta,
+                       corn=cfg.severity_loss == "corn")
+    print(f"student: layers {list(layers)} of the teacher's {n_layers}, distilling "
+          f"(T {cfg.distill_temperature}, alpha {cfg.distill_alpha}, beta {cfg.distill_beta})", flush=True)
+    t = time.monotonic()
+    s_result = train(student, pack.encoder, pack.train_set, pack.splits["validation"], scfg, on_epoch_end,
+                     distill=loss)
+    timings["student_train_s"] = time.monotonic() - t
+    s_work = pack(student, s_result, s_final, {}, convert=True)
+    t = time.monotonic()
+    s_report = evaluate_bundle(s_work, pack.train_set, pack.evals, cfg.seed)
+    timings["student_evaluate_s"] = time.monotonic() - t
+    gate = student_gate(t_report, s_report, cfg.max_student_f1_drop)
+    gate.update(layers=list(layers), teacher_layers=n_layers, time_budget_s=cfg.student_time_budget_s,
+                training={k: getattr(s_result, k) for k in ("epochs_run", "best_epoch", "steps", "stopped_by")},
+                history=s_result.history)
+    print(f"student gate: {'passed' if gate['passed'] else 'failed'} ({gate['reason']})", flush=True)
+    if gate["passed"]:
+        ship, keep = (s_work, "student"), (t_work, "teacher")
     else:
-        write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": {
-            "kept": "int8", "reason": "int8 shipped; the conversion steps run on fp32 only"}}))
-    timings["convert_s"] = time.monotonic() - t_conv
-    t3 = time.monotonic()
-    evaluate_bundle(work, train_set, evals, cfg.seed)
-    timings["evaluate_s"] = time.monotonic() - t3
+        t = time.monotonic()
+        pack.convert(t_work)
+        evaluate_bundle(t_work, pack.train_set, pack.evals, cfg.seed)
+        timings["teacher_convert_s"] = time.monotonic() - t
+        ship, keep = (t_work, "teacher"), (s_work, "student")
+    for work, role in (ship, keep):
+        meta = read_meta(work)
+        write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "distillation": {
+            **gate, "shipped": ship[1], "this_bundle": role,
+            "other_bundle": (t_final if role == "student" else s_final).name}}))  # a sibling directory
     timings["total_s"] = time.monotonic() - t0
-    _finish(work, final, timings)
+    _finish(keep[0], t_final if keep[1] == "teacher" else s_final, dict(timings))
+    _finish(ship[0], final, timings)
     return final
+
+
+def student_gate(teacher: dict[str, Any], student: dict[str, Any], max_drop: float) -> dict[str, Any]:
+    """Macro-F1 per set and trained head, teacher vs student; passes when no drop exceeds ``max_drop``."""
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    drops = []
+    for name, entry in teacher["sets"].items():
+        s_entry = student["sets"].get(name)
+        if s_entry is None:
+            continue
+        rows[name] = {}
+        t_heads = {**entry["model_macro_f1"], "complaint": entry["model"]["severity"].get("complaint_macro_f1")}
+        s_heads = {**s_entry["model_macro_f1"], "complaint": s_entry["model"]["severity"].get("complaint_macro_f1")}
+        for head, t_f1 in t_heads.items():
+            s_f1 = s_heads.get(head)
+            if t_f1 is None or s_f1 is None:
+                continue
+            rows[name][head] = {"teacher": round(t_f1, 4), "student": round(s_f1, 4), "drop": round(t_f1 - s_f1, 4)}
+            drops.append((t_f1 - s_f1, name, head))
+    worst = max(drops, default=(0.0, "", ""))
+    passed = bool(drops) and worst[0] <= max_drop
+    reason = (f"worst macro-F1 drop {worst[0]:+.4f} ({worst[1]} {worst[2]}) "
+              f"{'<=' if passed else '>'} {max_drop}" if drops else "no set to compare on")
+    return {"max_f1_drop": max_drop, "macro_f1": rows, "worst_drop": round(worst[0], 4), "passed": passed,
+            "reason": reason}
+
+
+class _Packer:
+    """Turns a trained torch model into a bundle directory (export, parity, weights gate,
+    calibration, metadata, conversion gate); evaluation is left to the caller."""
+
+    def __init__(self, cfg: TrainConfig, backbone: Any, encoder: TextEncoder, examples: list[Example],
+                 splits: dict[str, list[Example]], train_set: list[Example], untrained: dict[str, str],
+                 evals: dict[str, list[Example]], ckpt: Path, init: dict[str, Any]) -> None:
+        self.cfg, self.backbone, self.encoder, self.examples = cfg, backbone, encoder, examples
+        self.splits, self.train_set, self.untrained, self.evals = splits, train_set, untrained, evals
+        self.ckpt, self.init = ckpt, init
+        self.shape = (0, 0)
+
+    def __call__(self, model: Any, result: Any, final: Path, timings: dict[str, float], convert: bool) -> Path:
+        from training.export import check_parity, export_onnx
+        from training.history import plot_history
+
+        cfg, splits = self.cfg, self.splits
+        work = final.with_name(final.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t2 = time.monotonic()
+        fp32_path = export_onnx(model, self.encoder, work / "model.fp32.onnx")
+        parity_texts = [e.text for e in (splits["validation"] or self.train_set)[:64]]
+        parity = check_parity(model, self.encoder, fp32_path, parity_texts)
+        timings["export_s"] = time.monotonic() - t2
+        shutil.copy(self.backbone.tokenizer_json, work / TOKENIZER_FILE)
+        vocab_size = int(model.encoder.get_input_embeddings().weight.shape[0])
+        self.shape = (int(model.encoder.config.num_attention_heads), int(model.encoder.config.hidden_size))
+        meta = dataclasses.replace(_meta(cfg, self.backbone, self.examples, splits, vocab_size),
+                                   untrained_heads=self.untrained,
+                                   checkpoint=os.path.relpath(self.ckpt.resolve(), final.resolve()))
+        quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"],
+                                list(self.untrained))
+        scorer = Scorer.load(work)
+        calib = _calibrate(cfg, scorer, splits["validation"])
+        meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
+                                   complaint_threshold=calib.complaint_threshold, temperatures=calib.temperatures,
+                                   complaint_rate=complaint_rate(self.train_set), complaint_prior=cfg.complaint_prior,
+                                   metrics={
+            "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "steps": result.steps,
+                         "stopped_by": result.stopped_by,
+                         "best_validation_mean_macro_f1": round(result.best_score, 4),
+                         "history": result.history, "resumed": cfg.resume, "init_from": self.init or None,
+                         "encoder_layers": int(model.encoder.config.num_hidden_layers)},
+            "onnx_parity_max_abs_diff": parity, "quantization": quant})
+        write_meta(work, meta)
+        plot_history(result.history, work / "training_history.png", f"{cfg.name} {cfg.version}")
+        t_conv = time.monotonic()  # after calibration: the gate compares decisions at the shipped thresholds
+        if quant["kept"] != "fp32":
+            write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": {
+                "kept": "int8", "reason": "int8 shipped; the conversion steps run on fp32 only"}}))
+        elif convert:
+            self.convert(work)
+        timings["convert_s"] = time.monotonic() - t_conv
+        return work
+
+    def convert(self, work: Path) -> dict[str, Any]:
+        return _convert(self.cfg, work, self.train_set, self.evals, self.encoder, self.shape)
 
 
 def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleMeta,

@@ -131,8 +131,12 @@ def _trainable_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
 
 def train(model: MultiTaskModel, encoder: TextEncoder, train_set: Sequence[Example],
           val_set: Sequence[Example], cfg: TrainConfig,
-          on_epoch_end: Callable[[int, TrainResult], None] | None = None) -> TrainResult:
+          on_epoch_end: Callable[[int, TrainResult], None] | None = None,
+          distill: Callable[..., torch.Tensor] | None = None) -> TrainResult:
     """Fine-tune in place; on return the model holds the best epoch's weights.
+
+    ``distill`` (training.distill.DistillLoss) turns the loss into a distillation loss: it gets the
+    outputs with the sentence vector, the batch's row indices and the gold-label loss.
 
     After every epoch the whole loop state goes to ``cfg.ckpt / resume.pt``; with ``cfg.resume``
     the loop continues from there, so an interrupted run ends where an uninterrupted one would.
@@ -172,9 +176,11 @@ def train(model: MultiTaskModel, encoder: TextEncoder, train_set: Sequence[Examp
         running, total, n = 0.0, 0.0, 0
         for step, rows in enumerate(bar, 1):
             with autocast(cfg.bf16):
-                outputs = model(*_inputs(encoder, [ids[i] for i in rows]))
-            loss = multitask_loss(outputs, *_labels(train_set, rows), weights=cfg.loss_weights,
+                outputs = model(*_inputs(encoder, [ids[i] for i in rows]), with_pooled=distill is not None)
+            loss = multitask_loss(outputs[:3], *_labels(train_set, rows), weights=cfg.loss_weights,
                                   kind=cfg.severity_loss, **_extras(train_set, rows, weighted))
+            if distill is not None:
+                loss = distill(outputs, rows, loss)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
