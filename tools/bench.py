@@ -242,17 +242,20 @@ def median_runs(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def default_fp32(meta: Any, bundle: Path) -> Path | None:
     """The fp32 reference when ``--fp32-model`` is not given: the fp32 teacher a distilled student
-    was built from (``<bundle>.teacher``, kept by the build), if it is there."""
+    was built from (``<bundle>.teacher``), else the same weights unconverted (``<bundle>.fp32``,
+    ``train --keep-fp32``), when the build left one beside the bundle."""
     from model.bundle import BundleError, read_meta
 
     dist = meta.metrics.get("distillation") or {}
-    other = bundle.parent / (dist.get("other_bundle") or "-")  # a sibling directory
-    if dist.get("shipped") == "student" and (other / "bundle.json").is_file():
+    candidates = [bundle.parent / (bundle.name + ".fp32")]
+    if dist.get("shipped") == "student":
+        candidates.insert(0, bundle.parent / str(dist.get("other_bundle") or "-"))  # a sibling directory
+    for other in candidates:
         try:
-            if read_meta(other).quantization == "none":
+            if (other / "bundle.json").is_file() and read_meta(other).quantization == "none":
                 return other
         except BundleError:
-            return None
+            continue
     return None
 
 

@@ -39,7 +39,7 @@ class TrainConfig:
     backbone: str = "multilingual-e5-small"
     output_dir: str = "artifacts/bundle"
     name: str = "complaint-triage"
-    version: str = "1.0.0"
+    version: str = "1.1.0"
     max_length: int = 128
     batch_size: int = 32
     epochs: int = 3
@@ -83,6 +83,8 @@ class TrainConfig:
     optimize_graph: bool = True
     fp16_weights: bool = True
     min_conversion_agreement: float = 0.995
+    #: also keep the unconverted fp32 bundle of the same weights at <output_dir>.fp32 (speed comparisons)
+    keep_fp32: bool = False
     #: map the data's label values to ours, one spec per head: "severity=0:none,1:low,…"
     label_map: tuple[str, ...] = ()
     #: also train on the default corpus, so every head is trained even if the data lacks its labels
@@ -199,6 +201,8 @@ HELP: dict[str, str] = {
                       "served-script texts tokenise exactly as before; less memory)",
     "optimize_graph": "conversion: ORT transformer optimizer (SkipLayerNorm, BiasGelu fusions; exact GELU)",
     "fp16_weights": "conversion: store large weights as float16 (fp32 compute; ORT casts them once at load)",
+    "keep_fp32": "also keep the unconverted fp32 bundle of the same weights at <output-dir>.fp32 "
+                 "(for tools.bench --fp32-model; about 470 MB)",
     "min_conversion_agreement": "conversion gate: minimum decision agreement with fp32 per head and set",
     "label_map": "map your label values to ours, one spec per head, e.g. severity=0:none,1:low,2:medium,"
                  "3:high,4:critical sentiment=neg:negative,neu:neutral,pos:positive "

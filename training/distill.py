@@ -85,8 +85,11 @@ class TeacherTargets:
 
 @torch.no_grad()
 def teacher_targets(teacher: MultiTaskModel, encoder: TextEncoder, examples: Sequence[Example],
-                    batch_size: int = 64) -> TeacherTargets:
-    """One eval-mode pass of the teacher over ``examples`` (batched by length)."""
+                    batch_size: int = 64, bf16: bool = False) -> TeacherTargets:
+    """One eval-mode pass of the teacher over ``examples`` (batched by length; bf16 autocast as in
+    training when ``bf16``)."""
+    from training.train import autocast
+
     teacher.eval()
     ids, _ = encoder.token_ids([e.text for e in examples])
     order = np.argsort([len(r) for r in ids], kind="stable")
@@ -96,7 +99,8 @@ def teacher_targets(teacher: MultiTaskModel, encoder: TextEncoder, examples: Seq
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size]
         enc = encoder.pad([ids[i] for i in rows], [False] * len(rows))
-        res = teacher(torch.from_numpy(enc.input_ids), torch.from_numpy(enc.attention_mask), with_pooled=True)
+        with autocast(bf16):
+            res = teacher(torch.from_numpy(enc.input_ids), torch.from_numpy(enc.attention_mask), with_pooled=True)
         idx = torch.from_numpy(np.asarray(rows))
         for o, r in zip(out, res):
             o[idx] = r.float()

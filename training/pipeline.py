@@ -184,9 +184,10 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     t_report = evaluate_bundle(t_work, pack.train_set, pack.evals, cfg.seed)
     timings["teacher_evaluate_s"] = time.monotonic() - t
     t = time.monotonic()
-    targets = teacher_targets(teacher, pack.encoder, pack.train_set)
+    targets = teacher_targets(teacher, pack.encoder, pack.train_set, bf16=cfg.bf16)
     timings["teacher_targets_s"] = time.monotonic() - t
     student = make_student(teacher, layers, cfg.student_freeze_layers)
+    del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
     scfg = dataclasses.replace(cfg, learning_rate=cfg.student_learning_rate, epochs=cfg.student_epochs,
                                time_budget_s=cfg.student_time_budget_s, checkpoint_dir=str(cfg.ckpt / "student"),
                                freeze_layers=cfg.student_freeze_layers)
@@ -292,7 +293,8 @@ class _Packer:
                                    metrics={
             "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "steps": result.steps,
                          "stopped_by": result.stopped_by,
-                         "best_validation_mean_macro_f1": round(result.best_score, 4),
+                         "best_validation_mean_macro_f1": round(result.best_score, 4)
+                         if np.isfinite(result.best_score) else None,  # not trained here: no validation score
                          "history": result.history, "resumed": cfg.resume, "init_from": self.init or None,
                          "encoder_layers": int(model.encoder.config.num_hidden_layers)},
             "onnx_parity_max_abs_diff": parity, "quantization": quant})
@@ -303,6 +305,10 @@ class _Packer:
             write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": {
                 "kept": "int8", "reason": "int8 shipped; the conversion steps run on fp32 only"}}))
         elif convert:
+            if cfg.keep_fp32:  # the same weights unconverted, for speed comparisons (tools.bench --fp32-model)
+                ref = final.with_name(final.name + ".fp32")
+                shutil.rmtree(ref, ignore_errors=True)
+                shutil.copytree(work, ref)
             self.convert(work)
         timings["convert_s"] = time.monotonic() - t_conv
         return work

@@ -145,3 +145,27 @@ def test_lean_load_client_reads_every_answer_of_a_real_server(tiny_bundle: Path,
     assert len(got) > 10 and {s for s, _ in got} == {200}
     assert all(len(json.loads(b)["results"]) == 1 for _, b in got)  # whole bodies, one per request
     assert bad and set(bad) == {404}
+
+
+def test_default_fp32_reference_is_the_kept_teacher_or_fp32_copy(tiny_bundle: Path, tmp_path: Path) -> None:
+    """``make bench`` compares with the fp32 model the build left beside the bundle: the teacher of a
+    shipped student first, else ``<bundle>.fp32``; never a converted bundle, never a missing one."""
+    import dataclasses
+    import shutil
+
+    from model.bundle import read_meta, write_meta
+    from tools.bench import default_fp32
+
+    shipped = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, shipped)
+    assert default_fp32(read_meta(shipped), shipped) is None
+    shutil.copytree(tiny_bundle, tmp_path / "bundle.fp32")
+    assert default_fp32(read_meta(shipped), shipped) == tmp_path / "bundle.fp32"
+    teacher = tmp_path / "bundle.teacher"
+    shutil.copytree(tiny_bundle, teacher)
+    meta = read_meta(shipped)
+    write_meta(shipped, dataclasses.replace(meta, metrics={**meta.metrics, "distillation": {
+        "shipped": "student", "other_bundle": "bundle.teacher"}}))
+    assert default_fp32(read_meta(shipped), shipped) == teacher
+    write_meta(teacher, dataclasses.replace(read_meta(teacher), quantization="fp32+vocab_trim"))
+    assert default_fp32(read_meta(shipped), shipped) == tmp_path / "bundle.fp32"  # a converted teacher is no reference
