@@ -218,8 +218,9 @@ HELP: dict[str, str] = {
     "student_layers": "distil a shallower student from the fine-tuned model: how many encoder layers it keeps "
                       "(\"6\", evenly spread, first and last included) or which (\"0,2,4,7,9,11\"); "
                       "empty = no student",
-    "teacher": "with --student-layers: distil from this training checkpoint (or a bundle recording one) "
-               "instead of fine-tuning a teacher first",
+    "teacher": "use this training checkpoint (or a bundle recording one) as the fine-tuned model instead "
+               "of training: with --student-layers it is the teacher; without, the checkpoint is only "
+               "exported, converted and evaluated into a bundle",
     "student_epochs": "student: maximum number of epochs",
     "student_learning_rate": "student: encoder learning rate",
     "student_time_budget_s": "student: stop training after this many seconds, keeping the best epoch",
