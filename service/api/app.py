@@ -94,7 +94,8 @@ def load_runtime(settings: Settings) -> Runtime:
     routing = load_routing(settings.routing_config)
     store = open_settings_store(settings)
     scorer = Scorer.load(settings.bundle, intra_op_threads=settings.ort_threads, batch_size=settings.max_batch,
-                         spin=settings.ort_spin, complaint_prior=settings.complaint_prior)
+                         spin=settings.ort_spin, complaint_prior=settings.complaint_prior,
+                         mem_arena=settings.ort_mem_arena)
     scorer.predict(["warm-up message"] * 8)
     # py3langid loads (unzips) its model on first use: at start-up, not on the first request's event loop
     detect_language("warm-up message for the language identifier")

@@ -42,6 +42,9 @@ class Settings:
     ort_threads: int = 0
     #: let ORT worker threads busy-wait between ops (faster alone, slower beside the event loop)
     ort_spin: bool = False
+    #: ORT's CPU memory arena: keeps activation buffers at their peak size between requests (off:
+    #: freed after each batch, lower resident memory)
+    ort_mem_arena: bool = False
     api_keys: frozenset[str] = field(default_factory=frozenset)
     priority_config: Path | None = None
     timezone: str | None = None
@@ -103,7 +106,7 @@ class Settings:
         env = os.environ if env is None else env
         conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
                 "max_body_bytes": int, "max_batch": int, "max_batch_tokens": int, "max_wait_ms": float, "max_queue": int,
-                "ort_threads": int, "ort_spin": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
+                "ort_threads": int, "ort_spin": flag, "ort_mem_arena": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
                 "keep_alive_s": float, "complaint_prior": float, "created_at_format": str, "input_timezone": str,
                 "routing_config": Path, "store": str, "store_secret": str, "history_window_days": float,
