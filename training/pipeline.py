@@ -188,9 +188,15 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     timings["teacher_targets_s"] = time.monotonic() - t
     student = make_student(teacher, layers, cfg.student_freeze_layers)
     del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
+    from training.checkpoint import RESUME_FILE
+
+    s_ckpt = cfg.ckpt / "student"
+    # --resume continues the student only if it had started (an interruption during the teacher's
+    # training leaves no student state: the student then starts afresh)
     scfg = dataclasses.replace(cfg, learning_rate=cfg.student_learning_rate, epochs=cfg.student_epochs,
-                               time_budget_s=cfg.student_time_budget_s, checkpoint_dir=str(cfg.ckpt / "student"),
-                               freeze_layers=cfg.student_freeze_layers)
+                               time_budget_s=cfg.student_time_budget_s, checkpoint_dir=str(s_ckpt),
+                               freeze_layers=cfg.student_freeze_layers,
+                               resume=cfg.resume and (s_ckpt / RESUME_FILE).is_file())
     loss = DistillLoss(targets, cfg.distill_temperature, cfg.distill_alpha, cfg.distill_beta,
                        corn=cfg.severity_loss == "corn")
     print(f"student: layers {list(layers)} of the teacher's {n_layers}, distilling "
