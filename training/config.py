@@ -105,7 +105,7 @@ class TrainConfig:
     teacher: str = ""
     student_epochs: int = 3
     student_learning_rate: float = 8e-5
-    student_time_budget_s: float = 480.0
+    student_time_budget_s: float = 1000.0
     student_freeze_layers: int = 0
     distill_temperature: float = 2.0
     distill_alpha: float = 0.7
