@@ -103,6 +103,9 @@ class TrainConfig:
     student_layers: str = ""
     #: distil from this training checkpoint instead of fine-tuning a teacher first
     teacher: str = ""
+    #: unlabeled text (files or directories) the student also learns from, on the teacher's soft
+    #: labels only; "" = the training split alone
+    student_unlabeled: str = "data/unlabeled"
     student_epochs: int = 3
     student_learning_rate: float = 8e-5
     student_time_budget_s: float = 1000.0
@@ -221,6 +224,9 @@ HELP: dict[str, str] = {
     "teacher": "use this training checkpoint (or a bundle recording one) as the fine-tuned model instead "
                "of training: with --student-layers it is the teacher; without, the checkpoint is only "
                "exported, converted and evaluated into a bundle",
+    "student_unlabeled": "student: unlabeled text files or directories (comma-separated; a text column, "
+                         "labels ignored) it also learns from on the teacher's soft labels; rows that "
+                         "duplicate a validation, test, challenge or field text are dropped; \"\" = none",
     "student_epochs": "student: maximum number of epochs",
     "student_learning_rate": "student: encoder learning rate",
     "student_time_budget_s": "student: stop training after this many seconds, keeping the best epoch",

@@ -167,6 +167,42 @@ def load_examples(paths: Sequence[str | Path], cols: ColumnMap | None = None,
     return examples
 
 
+def load_unlabeled(paths: Sequence[str | Path], cols: ColumnMap | None = None) -> list[Example]:
+    """Rows with only a text (the student's extra distillation text): every label MISSING, so the
+    gold-label loss ignores them and only the teacher's soft labels train on them. Label columns,
+    if a file has them, are ignored; ids default to ``unlabeled-<file stem>-<row>``."""
+    cols = cols or ColumnMap()
+    examples: list[Example] = []
+    for i, (path, row) in enumerate(read_rows(paths)):
+        # the project's own unlabeled files use the default names even when the labeled data does not
+        text = row.get(cols.text, row.get("text"))
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path} row {i}: missing or empty text in column {cols.text!r}")
+        ex_id = row.get(cols.id, row.get("id"))
+        examples.append(Example(id=str(ex_id) if ex_id not in (None, "") else f"unlabeled-{path.stem}-{i}",
+                                text=text, lang=str(row.get(cols.lang, row.get("lang")) or "und"),
+                                severity=MISSING, followup=MISSING, sentiment=MISSING))
+    return examples
+
+
+def drop_overlap(extra: Sequence[Example], reference: Sequence[Example],
+                 threshold: float = 0.6) -> tuple[list[Example], int]:
+    """``extra`` without the rows that are exact or near-duplicates (training.dedupe) of a
+    ``reference`` text, and how many were dropped."""
+    from training.dedupe import near_duplicate_pairs, norm
+
+    ref = {norm(e.text) for e in reference}
+    kept = [e for e in extra if len(norm(e.text)) <= 3 or norm(e.text) not in ref]
+    # near-duplicates as the corpus import judges them: texts of 25+ normalised characters
+    long_x = [k for k, e in enumerate(kept) if len(norm(e.text)) >= 25]
+    long_r = [e.text for e in reference if len(norm(e.text)) >= 25]
+    texts = [kept[k].text for k in long_x] + long_r
+    groups = ["x"] * len(long_x) + ["r"] * len(long_r)
+    near = {long_x[i] for i, j, _ in near_duplicate_pairs(texts, groups, threshold) if i < len(long_x) <= j}
+    out = [e for k, e in enumerate(kept) if k not in near]
+    return out, len(extra) - len(out)
+
+
 def load_optional(path: str | Path, cols: ColumnMap | None = None) -> list[Example]:
     """An evaluation-only set (challenge, field): its examples, or [] when the path does not exist."""
     return load_examples([path], cols) if str(path) and Path(path).exists() else []

@@ -183,8 +183,9 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     t = time.monotonic()
     t_report = evaluate_bundle(t_work, pack.train_set, pack.evals, cfg.seed)
     timings["teacher_evaluate_s"] = time.monotonic() - t
+    s_train, unlabeled = _student_rows(cfg, pack)
     t = time.monotonic()
-    targets = teacher_targets(teacher, pack.encoder, pack.train_set, bf16=cfg.bf16)
+    targets = teacher_targets(teacher, pack.encoder, s_train, bf16=cfg.bf16)
     timings["teacher_targets_s"] = time.monotonic() - t
     student = make_student(teacher, layers, cfg.student_freeze_layers)
     del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
@@ -202,7 +203,7 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     print(f"student: layers {list(layers)} of the teacher's {n_layers}, distilling "
           f"(T {cfg.distill_temperature}, alpha {cfg.distill_alpha}, beta {cfg.distill_beta})", flush=True)
     t = time.monotonic()
-    s_result = train(student, pack.encoder, pack.train_set, pack.splits["validation"], scfg, on_epoch_end,
+    s_result = train(student, pack.encoder, s_train, pack.splits["validation"], scfg, on_epoch_end,
                      distill=loss)
     timings["student_train_s"] = time.monotonic() - t
     s_work = pack(student, s_result, s_final, {}, convert=True)
@@ -211,6 +212,7 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     timings["student_evaluate_s"] = time.monotonic() - t
     gate = student_gate(t_report, s_report, cfg.max_student_f1_drop)
     gate.update(layers=list(layers), teacher_layers=n_layers, time_budget_s=cfg.student_time_budget_s,
+                unlabeled=unlabeled,
                 training={k: getattr(s_result, k) for k in ("epochs_run", "best_epoch", "steps", "stopped_by")},
                 history=s_result.history)
     print(f"student gate: {'passed' if gate['passed'] else 'failed'} ({gate['reason']})", flush=True)
@@ -231,6 +233,29 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     _finish(keep[0], t_final if keep[1] == "teacher" else s_final, dict(timings))
     _finish(ship[0], final, timings)
     return final
+
+
+def _student_rows(cfg: TrainConfig, pack: _Packer) -> tuple[list[Example], dict[str, Any]]:
+    """The student's training rows: the training split plus the unlabeled text (training.data.
+    load_unlabeled) minus what duplicates a validation, test, challenge or field text; with
+    ``max_train_rows`` the unlabeled rows are capped at the same number (smoke tests)."""
+    from training.data import drop_overlap, load_unlabeled
+
+    paths = [p.strip() for p in cfg.student_unlabeled.split(",") if p.strip()]
+    default = TrainConfig().student_unlabeled
+    if paths == [default] and not Path(default).exists():  # run outside the repository: no default text
+        print(f"student: no unlabeled text ({default} not found)", flush=True)
+        paths = []
+    if not paths:
+        return list(pack.train_set), {"paths": [], "rows": 0}
+    extra = load_unlabeled(paths, cfg.columns)
+    if cfg.max_train_rows:
+        extra = extra[:cfg.max_train_rows]
+    reference = [*pack.splits["validation"], *(e for rows in pack.evals.values() for e in rows)]
+    extra, dropped = drop_overlap(extra, reference)
+    print(f"student: + {len(extra)} unlabeled rows from {', '.join(paths)} (teacher's soft labels only; "
+          f"{dropped} dropped as duplicates of evaluation text)", flush=True)
+    return [*pack.train_set, *extra], {"paths": paths, "rows": len(extra), "dropped_as_eval_duplicates": dropped}
 
 
 def student_gate(teacher: dict[str, Any], student: dict[str, Any], max_drop: float) -> dict[str, Any]:

@@ -114,10 +114,16 @@ def test_teacher_student_build(backbone: Path, tmp_path: Path, max_drop: float) 
 
     data = write_user_csv(tmp_path / "tweets.csv", 160)
     out = tmp_path / "bundle"
-    cfg = tiny_cfg(backbone, data, out, student_layers="1", student_epochs=1, max_student_f1_drop=max_drop)
+    # the passing build also learns from unlabeled text (user column names do not apply to it)
+    unlabeled = tmp_path / "unlabeled.jsonl"
+    unlabeled.write_text("".join(json.dumps({"text": f"message {i}: the app {'crashes' if i % 2 else 'works'} "
+                                                     f"on screen {i}"}) + "\n" for i in range(30)))
+    cfg = tiny_cfg(backbone, data, out, student_layers="1", student_epochs=1, max_student_f1_drop=max_drop,
+                   student_unlabeled=str(unlabeled) if max_drop else "")
     assert build(cfg) == out
     meta = read_meta(out)
     dist = meta.metrics["distillation"]
+    assert dist["unlabeled"]["rows"] == (30 if max_drop else 0)
     other = out.parent / dist["other_bundle"]
     assert other.is_dir() and read_meta(other).metrics["distillation"]["this_bundle"] != dist["this_bundle"]
     assert dist["layers"] == [1] and dist["teacher_layers"] == 2
@@ -138,3 +144,49 @@ def test_teacher_student_build(backbone: Path, tmp_path: Path, max_drop: float) 
     assert np.allclose(probs.severity.sum(1), 1.0)
     results, info = served(out, ["my internet is down again!!"])
     assert results[0]["severity"] in {"none", "low", "medium", "high", "critical"}
+
+
+def test_unlabeled_rows_load_without_labels_and_drop_evaluation_duplicates(tmp_path: Path) -> None:
+    from training.data import MISSING, DataError, Example, drop_overlap, load_unlabeled
+
+    path = tmp_path / "extra.jsonl"
+    rows = [{"text": "@AcmeAir where is my bag, 3 days now and nobody answers the phone", "lang": "en",
+             "severity": "high"},  # a label column in an unlabeled file is ignored
+            {"text": "ok thx"}, {"id": "x7", "text": "Zug fällt schon wieder aus, danke für nix @BahnBeispiel"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    extra = load_unlabeled([path])
+    assert [e.id for e in extra] == ["unlabeled-extra-0", "unlabeled-extra-1", "x7"]
+    assert all(e.severity == e.followup == e.sentiment == e.complaint == MISSING for e in extra)
+    assert extra[0].lang == "en" and extra[1].lang == "und"
+    ref = [Example("t1", "@AcmeAir where is my bag?? 3 days now and nobody answers the phone!", "en", 3, 1, 0),
+           Example("t2", "OK thx", "en", 0, 0, 1)]
+    kept, dropped = drop_overlap(extra, ref)
+    assert [e.id for e in kept] == ["x7"] and dropped == 2  # near-duplicate and exact (normalised) duplicate
+    path.write_text(json.dumps({"text": "  "}) + "\n")
+    with pytest.raises(DataError, match="empty text"):
+        load_unlabeled([path])
+
+
+def test_unlabeled_rows_train_only_on_the_soft_labels(backbone: Path) -> None:
+    """A batch of rows without labels: the gold-label loss is exactly zero, the distillation loss
+    is not, and its gradient reaches the student's encoder."""
+    from model.text import TextEncoder
+    from training.data import MISSING, Example
+
+    teacher = load_model(str(backbone), 0.0, True)
+    encoder = TextEncoder.from_file(str(backbone / "tokenizer.json"), max_length=32, prefix="query: ", pad_id=1)
+    rows = [Example(f"u{i}", t, "und", MISSING, MISSING, MISSING) for i, t in
+            enumerate(["STOP", "@AcmeTel internet down since 6am???", "love the new app", "ok"])]
+    targets = teacher_targets(teacher, encoder, rows)
+    student = make_student(teacher, (1,))
+    student.train()
+    enc = encoder.encode([r.text for r in rows])
+    out = student(torch.from_numpy(enc.input_ids), torch.from_numpy(enc.attention_mask), with_pooled=True)
+    missing = torch.full((4,), MISSING)
+    hard = multitask_loss(out[:3], missing, missing, missing, complaint=missing)
+    assert hard.item() == 0.0
+    loss = DistillLoss(targets)(out, range(4), hard)
+    assert loss.item() > 0
+    loss.backward()
+    grad = student.encoder.encoder.layer[0].attention.self.query.weight.grad
+    assert grad is not None and float(grad.abs().sum()) > 0
