@@ -298,7 +298,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         rt = runtime or await anyio.to_thread.run_sync(load_runtime, settings)
         batcher = MicroBatcher.for_scorer(rt.scorer, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-                                          max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue)
+                                          max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
+                                          idle_trim_ms=settings.idle_trim_ms)
         batcher.start()
         app.state.runtime, app.state.batcher, app.state.ready = rt, batcher, True
         log.info("serving %s %s from %s", rt.scorer.meta.name, rt.scorer.meta.version, settings.bundle)

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from model.labels import SENTIMENT_LABELS, SEVERITY_LABELS
+from model.memory import release_free_memory, trim_available
 from model.scorer import Predictions, Scorer
 from service.api import metrics
 
@@ -110,7 +111,7 @@ class MicroBatcher:
 
     def __init__(self, tokenize: Tokenize, run: RunIds, *, max_batch: int = 64, max_batch_tokens: int = 4096,
                  max_wait_ms: float = 0.0, max_queue: int = 2048, overhead_tokens: float = OVERHEAD_TOKENS,
-                 plan_window: int | None = None) -> None:
+                 plan_window: int | None = None, idle_trim_ms: float = 0.0) -> None:
         self._tokenize, self._run_ids = tokenize, run
         self.max_batch, self.max_batch_tokens, self.max_queue = max_batch, max_batch_tokens, max_queue
         self.max_wait, self.overhead = max_wait_ms / 1000.0, float(overhead_tokens)
@@ -124,6 +125,10 @@ class MicroBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._tokenizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-tokenize")
+        #: after the model has been idle this long following a batch, freed memory goes back to the
+        #: OS (model.memory; 0 = never)
+        self.idle_trim = idle_trim_ms / 1000.0 if trim_available() else 0.0
+        self._dirty = False  # a batch ran since the last trim
 
     @classmethod
     def for_scorer(cls, scorer: Scorer, **kwargs: Any) -> MicroBatcher:
@@ -211,6 +216,16 @@ class MicroBatcher:
             while self._queued == 0:
                 if self._closing:
                     return None
+                if self._dirty and self.idle_trim > 0:
+                    if not self._cond.wait(self.idle_trim) and self._queued == 0 and not self._closing:
+                        self._dirty = False
+                        self._cond.release()  # enqueuers are not held up while glibc trims
+                        try:
+                            release_free_memory()
+                            metrics.MEMORY_TRIMS.inc()
+                        finally:
+                            self._cond.acquire()
+                    continue
                 self._cond.wait()
             if self.max_wait > 0 and self._queued < self.max_batch and not self._closing:
                 deadline = time.monotonic() + self.max_wait
@@ -247,6 +262,7 @@ class MicroBatcher:
                     metrics.ERRORS.labels("model").inc()
                     self._post(self._fail, batch, exc)
                     continue
+                self._dirty = True
                 metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
                 metrics.BATCH_SIZE.observe(len(batch))
                 self._post(self._deliver, batch, preds)

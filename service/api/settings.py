@@ -45,6 +45,9 @@ class Settings:
     #: ORT's CPU memory arena: keeps activation buffers at their peak size between requests (off:
     #: freed after each batch, lower resident memory)
     ort_mem_arena: bool = False
+    #: once the model has been idle this long after a batch, return freed memory to the OS
+    #: (glibc malloc_trim; 0 = never)
+    idle_trim_ms: float = 500.0
     api_keys: frozenset[str] = field(default_factory=frozenset)
     priority_config: Path | None = None
     timezone: str | None = None
@@ -77,7 +80,7 @@ class Settings:
         positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_batch_tokens",
                     "max_queue")
         bad = [n for n in positive if getattr(self, n) <= 0]
-        bad += [n for n in ("max_wait_ms", "ort_threads") if getattr(self, n) < 0]
+        bad += [n for n in ("max_wait_ms", "ort_threads", "idle_trim_ms") if getattr(self, n) < 0]
         bad += [n for n in ("read_timeout_s", "keep_alive_s", "graceful_timeout_s") if not getattr(self, n) > 0]
         if bad:
             raise UsageError(f"settings must be positive (CT_MAX_WAIT_MS and CT_ORT_THREADS may be 0): "
@@ -106,7 +109,7 @@ class Settings:
         env = os.environ if env is None else env
         conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
                 "max_body_bytes": int, "max_batch": int, "max_batch_tokens": int, "max_wait_ms": float, "max_queue": int,
-                "ort_threads": int, "ort_spin": flag, "ort_mem_arena": flag, "priority_config": Path, "timezone": str, "log_texts": flag,
+                "ort_threads": int, "ort_spin": flag, "ort_mem_arena": flag, "idle_trim_ms": float, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
                 "keep_alive_s": float, "complaint_prior": float, "created_at_format": str, "input_timezone": str,
                 "routing_config": Path, "store": str, "store_secret": str, "history_window_days": float,

@@ -135,3 +135,38 @@ def test_server_drops_the_messages_of_a_client_that_disconnected(tiny_bundle, tm
         assert metric("ct_messages_dropped_total") == 1.0
         assert metric('ct_errors_total{kind="client_gone"}') == 1.0
         assert metric("ct_messages_scored_total") == 256.0  # only the big request was answered
+
+
+@pytest.mark.anyio
+async def test_freed_memory_goes_back_once_the_model_is_idle(scorer: Scorer) -> None:
+    """malloc_trim runs once per idle spell after a batch (never while requests keep coming, never
+    when idle_trim_ms is 0), and scoring goes on normally afterwards."""
+    from service.api import metrics
+    from model.memory import trim_available
+
+    if not trim_available():
+        pytest.skip("not glibc")
+
+    def trims() -> float:
+        return metrics.MEMORY_TRIMS._value.get()
+
+    batcher = MicroBatcher.for_scorer(scorer, idle_trim_ms=50)
+    batcher.start()
+    before = trims()
+    for _ in range(5):  # back to back: the model is never idle for 50 ms
+        await batcher.submit(["my parcel is late again"])
+    assert trims() == before
+    await asyncio.sleep(0.3)
+    assert trims() == before + 1  # once, not once per 50 ms of idling
+    await asyncio.sleep(0.2)
+    assert trims() == before + 1
+    assert len((await batcher.submit(["still works"])).followup) == 1
+    await asyncio.sleep(0.3)
+    assert trims() == before + 2
+    await batcher.close()
+    off = MicroBatcher.for_scorer(scorer, idle_trim_ms=0)
+    off.start()
+    await off.submit(["hello"])
+    await asyncio.sleep(0.2)
+    assert trims() == before + 2
+    await off.close()
