@@ -141,8 +141,8 @@ def test_server_drops_the_messages_of_a_client_that_disconnected(tiny_bundle, tm
 async def test_freed_memory_goes_back_once_the_model_is_idle(scorer: Scorer) -> None:
     """malloc_trim runs once per idle spell after a batch (never while requests keep coming, never
     when idle_trim_ms is 0), and scoring goes on normally afterwards."""
-    from service.api import metrics
     from model.memory import trim_available
+    from service.api import metrics
 
     if not trim_available():
         pytest.skip("not glibc")
