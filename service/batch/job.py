@@ -11,8 +11,6 @@ those rows are scored, with ``warnings``.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import os
 import sys
@@ -103,10 +101,10 @@ def run_local(job: JobConfig, store: PartStore, scorer: Any, prio: Any, routing:
 def release_memory() -> None:
     """Collect garbage and hand freed heap back to the OS (glibc keeps it otherwise: measured,
     a freed fp32 bundle left RSS at 456 MB instead of 73 MB until ``malloc_trim``)."""
+    from model.memory import release_free_memory
+
     gc.collect()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # musl or another libc: nothing to trim
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_free_memory()  # a no-op on a C library without malloc_trim
 
 
 def open_history(job: JobConfig) -> Any:
