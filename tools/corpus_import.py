@@ -55,6 +55,18 @@ def existing_texts(skip: Path) -> list[str]:
     return [r["text"] for r in read_jsonl(files)] if files else []
 
 
+def exact_duplicates(new: list[str], old: list[str]) -> list[int]:
+    """Indices of ``new`` texts whose normalised form (4+ characters) appeared earlier on."""
+    seen = {norm(t) for t in old if len(norm(t)) > 3}
+    exact = []
+    for i, text in enumerate(new):
+        key = norm(text)
+        if len(key) > 3 and key in seen:
+            exact.append(i)
+        seen.add(key)
+    return exact
+
+
 def near_duplicates(new: list[str], old: list[str], threshold: float = 0.6) -> set[int]:
     """Indices of ``new`` texts with a near-duplicate (5-gram Jaccard >= threshold) earlier on."""
     texts = old + new
@@ -84,13 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, row in enumerate(rows, 1):  # ids follow the writer's line order, before any drop
         row["id"] = f"{args.prefix}-{args.writer}-{n:04d}"
     old = existing_texts(skip=out)
-    seen = {norm(t) for t in old if len(norm(t)) > 3}
-    exact = []
-    for i, row in enumerate(rows):
-        key = norm(row["text"])
-        if len(key) > 3 and key in seen:
-            exact.append(i)
-        seen.add(key)
+    exact = exact_duplicates([r["text"] for r in rows], old)
     near = near_duplicates([r["text"] for r in rows], old)
     drop = set(exact) | near
     fixes = final_labels()

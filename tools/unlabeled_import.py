@@ -22,8 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tools.corpus_import import existing_texts, near_duplicates  # noqa: E402
-from training.dedupe import norm  # noqa: E402
+from tools.corpus_import import exact_duplicates, existing_texts, near_duplicates  # noqa: E402
 
 CHANNELS = {"twitter", "facebook", "instagram", "sms", "chat", "review", "email", "phone_transcript", "other"}
 INDUSTRIES = {"bank", "telecom", "airline", "ecommerce", "rail", "food_delivery", "logistics", "insurance", "retail",
@@ -84,13 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         row["id"] = f"unl-{args.writer}-{n:04d}"
     old = existing_texts(skip=out) + [r["text"] for p in sorted(args.out_dir.glob("*.jsonl")) if p.resolve() != out
                                       for r in map(json.loads, p.read_text(encoding="utf-8").splitlines())]
-    seen = {norm(t) for t in old if len(norm(t)) > 3}
-    exact = []
-    for i, row in enumerate(rows):
-        key = norm(row["text"])
-        if len(key) > 3 and key in seen:
-            exact.append(i)
-        seen.add(key)
+    exact = exact_duplicates([r["text"] for r in rows], old)
     drop = set(exact) | near_duplicates([r["text"] for r in rows], old)
     keep = [{k: row[k] for k in ("id", "text", "lang", "channel", "industry")} for i, row in enumerate(rows)
             if i not in drop]
