@@ -28,7 +28,9 @@ def test_encoder_prefix_truncation_and_padding() -> None:
     assert out.truncated.tolist() == [False, True]
     assert out.input_ids[0, -1] == 1 and out.attention_mask[0, -1] == 0  # padded with pad id 1
     assert out.input_ids[1, -1] == 2  # truncated rows keep the closing </s>
-    with_prefix = enc.tokenizer.encode("query: hi").ids
+    from tokenizers import Tokenizer
+
+    with_prefix = Tokenizer.from_file(str(real_tokenizer_json())).encode("query: hi").ids
     assert out.input_ids[0, : len(with_prefix)].tolist() == with_prefix
 
 
