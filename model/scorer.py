@@ -2,7 +2,7 @@
 
 This is the one inference path. The HTTP service, the batch CLI, the Ray actor and the
 evaluation code all call :meth:`Scorer.predict`, so their outputs cannot drift.
-Imports only onnxruntime, tokenizers and numpy: never torch or transformers.
+Imports only onnxruntime, sentencepiece, tokenizers and numpy: never torch or transformers.
 """
 
 from __future__ import annotations
