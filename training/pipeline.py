@@ -139,6 +139,8 @@ def build(cfg: TrainConfig, on_epoch_end: Any = None) -> Path:
                                     prefix=backbone.prefix, pad_id=backbone.pad_id)
     n_layers = int(model.encoder.config.num_hidden_layers)
     layers = parse_layers(cfg.student_layers, n_layers)  # early: a bad spec fails before training
+    if cfg.student_qat and not layers:
+        layers = tuple(range(n_layers))  # a quantisation-aware student of the full depth
     t1 = time.monotonic()
     if cfg.teacher:
         result = TrainResult(stopped_by="teacher checkpoint (not retrained)")
@@ -188,6 +190,11 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     targets = teacher_targets(teacher, pack.encoder, s_train, bf16=cfg.bf16)
     timings["teacher_targets_s"] = time.monotonic() - t
     student = make_student(teacher, layers, cfg.student_freeze_layers)
+    if cfg.student_qat:
+        from training import qat
+
+        print(f"student: quantisation-aware, {qat.prepare(student)} encoder Linear layers under ORT's "
+              "dynamic int8 rounding", flush=True)
     del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
     from training.checkpoint import RESUME_FILE
 
@@ -206,7 +213,9 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     s_result = train(student, pack.encoder, s_train, pack.splits["validation"], scfg, on_epoch_end,
                      distill=loss)
     timings["student_train_s"] = time.monotonic() - t
-    s_work = pack(student, s_result, s_final, {}, convert=True)
+    if cfg.student_qat:
+        qat.freeze(student)  # the weights the optimiser ended with, rounded onto ORT's int8 grid
+    s_work = pack(student, s_result, s_final, {}, convert=True, qat=cfg.student_qat)
     t = time.monotonic()
     s_report = evaluate_bundle(s_work, pack.train_set, pack.evals, cfg.seed)
     timings["student_evaluate_s"] = time.monotonic() - t
@@ -295,7 +304,8 @@ class _Packer:
         self.ckpt, self.init = ckpt, init
         self.shape = (0, 0)
 
-    def __call__(self, model: Any, result: Any, final: Path, timings: dict[str, float], convert: bool) -> Path:
+    def __call__(self, model: Any, result: Any, final: Path, timings: dict[str, float], convert: bool,
+                 qat: bool = False) -> Path:
         from training.export import check_parity, export_onnx
         from training.history import plot_history
 
@@ -314,8 +324,11 @@ class _Packer:
         meta = dataclasses.replace(_meta(cfg, self.backbone, self.examples, splits, vocab_size),
                                    untrained_heads=self.untrained,
                                    checkpoint=os.path.relpath(self.ckpt.resolve(), final.resolve()))
-        quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"],
-                                list(self.untrained))
+        if qat:
+            quant = _qat_weights(work, fp32_path, meta, [e.text for e in splits["validation"]][:1024])
+        else:
+            quant = _choose_weights(cfg, work, fp32_path, meta, splits["test"] or splits["validation"],
+                                    list(self.untrained))
         scorer = Scorer.load(work)
         calib = _calibrate(cfg, scorer, splits["validation"])
         meta = dataclasses.replace(scorer.meta, followup_threshold=calib.followup_threshold,
@@ -332,7 +345,9 @@ class _Packer:
         write_meta(work, meta)
         plot_history(result.history, work / "training_history.png", f"{cfg.name} {cfg.version}")
         t_conv = time.monotonic()  # after calibration: the gate compares decisions at the shipped thresholds
-        if quant["kept"] != "fp32":
+        if quant["kept"] == "qat-int8" and convert:
+            self.convert(work, optimize=False)  # trim + fp16 storage of the fp32 tables, gated against int8
+        elif quant["kept"] != "fp32":
             write_meta(work, dataclasses.replace(meta, metrics={**meta.metrics, "conversion": {
                 "kept": "int8", "reason": "int8 shipped; the conversion steps run on fp32 only"}}))
         elif convert:
@@ -344,8 +359,9 @@ class _Packer:
         timings["convert_s"] = time.monotonic() - t_conv
         return work
 
-    def convert(self, work: Path) -> dict[str, Any]:
-        return _convert(self.cfg, work, self.train_set, self.evals, self.encoder, self.shape)
+    def convert(self, work: Path, optimize: bool = True) -> dict[str, Any]:
+        cfg = self.cfg if optimize else dataclasses.replace(self.cfg, optimize_graph=False)
+        return _convert(cfg, work, self.train_set, self.evals, self.encoder, self.shape)
 
 
 def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleMeta,
@@ -381,6 +397,39 @@ def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleM
     return info
 
 
+def _qat_weights(work: Path, fp32_path: Path, meta: BundleMeta, texts: Sequence[str]) -> dict[str, Any]:
+    """A quantisation-aware student ships as int8 (training.qat.quantize_qat): that is the model it
+    was trained as. Recorded beside it: how often its int8 decisions match the plain fp32 graph of
+    the same rounded weights, and how often they match themselves when the texts are batched
+    differently (the per-tensor activation range depends on the batch)."""
+    from training.qat import quantize_qat
+
+    def decision_agreement(x: Any, y: Any) -> dict[str, float]:
+        dx, dy = decisions(x, 0.5), decisions(y, 0.5)
+        return {h: round(float(np.mean(dx[h] == dy[h])), 5) for h in dx}
+
+    def install(src: Path, quantization: str) -> Scorer:
+        shutil.copy(src, work / MODEL_FILE)
+        files = {MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
+        write_meta(work, dataclasses.replace(meta, quantization=quantization, files=files))
+        return Scorer.load(work, verify=False)
+
+    fp32 = install(fp32_path, "none").predict(texts)
+    int8_path = work / "model.int8.onnx"
+    info: dict[str, Any] = {"fp32_mib": round(fp32_path.stat().st_size / 2**20, 1), **quantize_qat(fp32_path, int8_path)}
+    scorer = install(int8_path, "qat-int8")
+    info["int8_mib"] = round(int8_path.stat().st_size / 2**20, 1)
+    a, b = scorer.predict(texts), scorer.predict(texts, batch_size=8)
+    info.update(kept="qat-int8", reason="quantisation-aware student: trained as int8, ships as int8",
+                agreement_with_fp32_graph=decision_agreement(fp32, a),
+                agreement_batch_32_vs_8=decision_agreement(a, b))
+    int8_path.unlink()
+    fp32_path.unlink()
+    print(f"weights: qat-int8, decisions equal to the fp32 graph on {info['agreement_with_fp32_graph']}, "
+          f"batch 32 vs 8 on {info['agreement_batch_32_vs_8']}", flush=True)
+    return info
+
+
 def _convert(cfg: TrainConfig, work: Path, train_set: Sequence[Example], evals: dict[str, list[Example]],
              encoder: TextEncoder, shape: tuple[int, int]) -> dict[str, Any]:
     """Vocabulary trim → graph optimisation → fp16 storage on the installed fp32 model, gated by
@@ -389,11 +438,14 @@ def _convert(cfg: TrainConfig, work: Path, train_set: Sequence[Example], evals: 
     from training.convert import build_steps, convert, serving_rss_mib
 
     sets = {k: [e.text for e in v] for k, v in evals.items() if v}
+    base = "qat-int8" if read_meta(work).quantization == "qat-int8" else "fp32"  # what the steps start from
     steps = build_steps(cfg, [e.text for e in train_set], encoder, work / TOKENIZER_FILE, sets, shape)
     info = convert(work, steps, sets, cfg.min_conversion_agreement, lambda d: Scorer.load(d, verify=False))
+    if base != "fp32":
+        info["kept"] = base + info["kept"][len("fp32"):]
     meta = read_meta(work)
     files = {**meta.files, MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
-    kept = "none" if info["kept"] == "fp32" else info["kept"]
+    kept = "none" if info["kept"] == "fp32" else info["kept"]  # "qat-int8…" stays as it is
     meta = dataclasses.replace(meta, quantization=kept, files=files)
     write_meta(work, meta)
     probe = [t for v in sets.values() for t in v][:256]
