@@ -44,6 +44,10 @@ $(BUNDLE)/bundle.json: $(STAMP) $(CORPUS) $(TRAIN_SRC)
 model: $(BUNDLE)/bundle.json ## build the default bundle if data or training code changed
 	@echo "bundle: $(BUNDLE)"
 
+model-int8: model ## distil the built model into its quantisation-aware int8 student (ships if it passes the student gate)
+	$(CT) train --teacher $(BUNDLE).ckpt --student-qat true --student-epochs 1 --student-learning-rate 2e-5 \
+	  --student-time-budget-s 1300 --output-dir $(BUNDLE) $(ARGS)
+
 train: $(STAMP) ## always retrain; pass overrides with ARGS="--epochs 2 --backbone all-MiniLM-L6-v2"
 	$(CT) train --output-dir $(BUNDLE) $(ARGS)
 
@@ -78,4 +82,4 @@ lint: $(STAMP) ## ruff
 clean: ## remove build artefacts (keeps .venv and the backbone cache)
 	rm -rf artifacts bench-results .pytest_cache
 
-.PHONY: help install backbone model train evaluate serve score bench soak fuzz data-stats test lint clean
+.PHONY: help install backbone model model-int8 train evaluate serve score bench soak fuzz data-stats test lint clean

@@ -1,25 +1,23 @@
-"""Quantisation-aware fine-tuning that emulates ONNX Runtime's dynamic int8 exactly.
+"""Quantisation-aware fine-tuning for an int8 model that scores a message the same in any batch.
 
-Post-training dynamic int8 of the encoder fails the agreement gate (activation outliers: 0.898 of
-severity decisions agree with fp32), so the model is instead *trained* under the same rounding it
-will be served with. Every encoder ``nn.Linear`` (Q, K, V, attention output, FFN up and down: 72 in
-e5-small) is wrapped in :class:`FakeQuantLinear`, which computes what ORT's ``quantize_dynamic``
-graph computes (``DynamicQuantizeLinear`` + ``MatMulInteger`` with per-channel int8 weights):
+Post-training dynamic int8 of the encoder fails the agreement gate: ORT's ``quantize_dynamic``
+quantises each activation *per tensor*, so one outlier anywhere in the batch coarsens every
+token's grid (0.898 of severity decisions agree with fp32), and a message's scores depend on the
+messages batched with it. Here every encoder ``nn.Linear`` (Q, K, V, attention output, FFN up and
+down: 72 in e5-small) is instead quantised like this, in training and in the served graph alike:
 
-- the activation is quantised per tensor (the whole ``[batch, tokens, features]`` input) to uint8
-  with the range widened to include 0: ``scale = (max − min) / 255``, ``zero_point =
-  round(−min / scale)``, ``q = clamp(round(x / scale) + zero_point, 0, 255)``;
-- the weight is quantised per output channel, symmetric int8 as ORT's quantizer does it
-  (read back from its output): ``scale = max|w| / 127``, ``q = round(w / scale)`` in −127..127;
-- rounding is half to even in both (``torch.round`` and ``numpy.rint``).
+- the activation per token (the last axis), symmetric int8: ``m = max|x|``,
+  ``q = round(x · 127 / m)``, value ``q · m / 127``: a token's grid depends on that token alone;
+- the weight per output channel, symmetric int8 as ORT's quantizer stores it:
+  ``scale = max|w| / 127``, ``q = round(w / scale)`` in −127..127;
+- rounding half to even in both (``torch.round``, ONNX ``Round``, ``numpy.rint``).
 
-Gradients pass straight through the rounding (STE). After training, :func:`freeze` writes the
-rounded weights back (so they are exactly on ORT's int8 grid) and removes the wrappers; the plain
-export of those weights, quantised by :func:`quantize_qat`, then computes what the trained model
-computed. Only the per-tensor activation range depends on the batch (padding included), as in any
-dynamic int8 deployment; the export gate measures the effect.
-
-The heads (three small Linear layers on the pooled vector) stay fp32.
+:class:`FakeQuantLinear` computes that in torch with straight-through gradients; :func:`freeze`
+writes the rounded weights back (exactly on the int8 grid) and removes the wrappers;
+:func:`quantize_per_token` rewrites the plain export into uint8 × int8 ``MatMulIntegerToFloat``
+nodes (ORT's own integer kernel) behind a per-token quantiser made of standard ONNX ops. The
+served graph then computes what the trained model computed. The heads (three small Linear layers
+on the pooled vector) stay fp32.
 """
 
 from __future__ import annotations
@@ -29,20 +27,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-
-def fake_quant_activation(x: torch.Tensor) -> torch.Tensor:
-    """ORT ``DynamicQuantizeLinear`` → dequantise, per tensor, straight-through gradient."""
-    with torch.no_grad():
-        xf = x.detach().float()
-        lo = torch.clamp(xf.amin(), max=0.0)
-        hi = torch.clamp(xf.amax(), min=0.0)
-        scale = (hi - lo) / 255.0
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        zp = torch.clamp(torch.round(-lo / scale), 0, 255)
-        q = torch.clamp(torch.round(xf / scale) + zp, 0, 255)
-        deq = ((q - zp) * scale).to(x.dtype)
-    return x + (deq - x).detach()
 
 
 def quantize_weight(w: torch.Tensor) -> torch.Tensor:
@@ -67,7 +51,7 @@ class FakeQuantLinear(nn.Module):
         self.linear = linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(fake_quant_activation(x), fake_quant_weight(self.linear.weight), self.linear.bias)
+        return F.linear(fake_quant_activation_per_token(x), fake_quant_weight(self.linear.weight), self.linear.bias)
 
 
 def _encoder_linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
@@ -110,19 +94,89 @@ def is_prepared(model: nn.Module) -> bool:
 
 
 def quantize_qat(src: Path, dst: Path, min_columns: int = 16) -> dict[str, int]:
-    """The serving graph: ORT dynamic int8 (per-channel int8 weights, uint8 activations) on every
-    MatMul with a constant weight of at least ``min_columns`` outputs, i.e. the encoder's, not the
-    heads' (5, 1 and 3 outputs). Returns the node counts."""
+    """The serving graph of a quantisation-aware model: :func:`quantize_per_token`."""
+    return quantize_per_token(src, dst, min_columns)
+
+
+def fake_quant_activation_per_token(x: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 per token (the last axis), exactly as :func:`quantize_per_token`'s graph:
+    ``m = max|x|``, ``q = round(x · (127 / m))``, value ``q · (m / 127)``. Each token's scale depends
+    on that token alone, so a message scores the same in any batch."""
+    with torch.no_grad():
+        xf = x.detach().float()
+        m = torch.clamp(xf.abs().amax(dim=-1, keepdim=True), min=_EPS)
+        deq = (torch.round(xf * (127.0 / m)) * (m / 127.0)).to(x.dtype)
+    return x + (deq - x).detach()
+
+
+_EPS = 1e-30
+
+
+def quantize_per_token(src: Path, dst: Path, min_columns: int = 16) -> dict[str, int]:
+    """The serving graph with per-token activation scales: every MatMul with a constant weight of at
+    least ``min_columns`` outputs (the encoder's, not the heads') becomes
+
+        m = max(max|x| over the last axis, ε);  q = uint8(round(x · (127 / m)) + 128)
+        y = MatMulIntegerToFloat(q, W_int8, b_scale = w_scale, a_zero_point = 128) · (m / 127)
+
+    with ``W_int8`` per output channel (``w_scale = max|w| / 127``, as :func:`quantize_weight`).
+    An input shared by several MatMuls (Q, K and V) is quantised once. uint8 × int8 is the kernel
+    ORT's own dynamic quantisation uses; only the activation scale differs (per token, not per
+    tensor), so a message's scores do not depend on the batch it is in."""
+    import numpy as np
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(src))
-    inits = {i.name: i for i in model.graph.initializer}
-    nodes = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits
-             and len(inits[n.input[1]].dims) == 2 and inits[n.input[1]].dims[1] >= min_columns]
-    skipped = sum(1 for n in model.graph.node if n.op_type == "MatMul") - len(nodes)
-    del model, inits
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
-                     extra_options={"MatMulConstBOnly": True})
-    return {"int8_matmuls": len(nodes), "fp32_matmuls": skipped}
+    graph = model.graph
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    inits = {i.name: i for i in graph.initializer}
+    opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 18)
+    consts = {"qpt_127": np.array(127.0, np.float32), "qpt_128f": np.array(128.0, np.float32),
+              "qpt_eps": np.array(_EPS, np.float32), "qpt_one": np.array(1.0, np.float32),
+              "qpt_axes": np.array([-1], np.int64), "qpt_zp_a": np.array(128, np.uint8),
+              "qpt_zp_b": np.array(0, np.int8)}
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    quantised: dict[str, tuple[str, str]] = {}  # activation name → (uint8 tensor, per-token scale)
+    nodes: list[onnx.NodeProto] = []
+    done = skipped = 0
+    for node in graph.node:
+        w_init = inits.get(node.input[1]) if node.op_type == "MatMul" else None
+        if w_init is None or len(w_init.dims) != 2 or w_init.dims[1] < min_columns:
+            skipped += node.op_type == "MatMul"
+            nodes.append(node)
+            continue
+        x, p = node.input[0], f"qpt{done}"
+        if x not in quantised:
+            a = f"{p}_x"
+            nodes += [helper.make_node("Abs", [x], [f"{a}_abs"]),
+                      helper.make_node("ReduceMax", [f"{a}_abs", "qpt_axes"], [f"{a}_max0"], keepdims=1)
+                      if opset >= 18 else  # axes became an input in opset 18
+                      helper.make_node("ReduceMax", [f"{a}_abs"], [f"{a}_max0"], axes=[-1], keepdims=1),
+                      helper.make_node("Max", [f"{a}_max0", "qpt_eps"], [f"{a}_max"]),
+                      helper.make_node("Div", ["qpt_127", f"{a}_max"], [f"{a}_inv"]),
+                      helper.make_node("Div", [f"{a}_max", "qpt_127"], [f"{a}_s"]),
+                      helper.make_node("Mul", [x, f"{a}_inv"], [f"{a}_mul"]),
+                      helper.make_node("Round", [f"{a}_mul"], [f"{a}_round"]),
+                      helper.make_node("Add", [f"{a}_round", "qpt_128f"], [f"{a}_shift"]),
+                      helper.make_node("Cast", [f"{a}_shift"], [f"{a}_q"], to=TensorProto.UINT8)]
+            quantised[x] = (f"{a}_q", f"{a}_s")
+        q, s = quantised[x]
+        w = numpy_helper.to_array(w_init).astype(np.float32)
+        w_scale = np.abs(w).max(axis=0) / 127.0
+        w_scale = np.where(w_scale > 0, w_scale, 1.0).astype(np.float32)
+        w_q = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int8)
+        graph.initializer.extend([numpy_helper.from_array(w_q, f"{p}_wq"), numpy_helper.from_array(w_scale, f"{p}_ws")])
+        nodes += [helper.make_node("MatMulIntegerToFloat", [q, f"{p}_wq", "qpt_one", f"{p}_ws", "qpt_zp_a", "qpt_zp_b"],
+                                   [f"{p}_y"], domain="com.microsoft"),
+                  helper.make_node("Mul", [f"{p}_y", s], [node.output[0]], name=node.name)]
+        done += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for n in graph.node for i in n.input}
+    for init in list(graph.initializer):
+        if init.name not in used:
+            graph.initializer.remove(init)
+    onnx.save(model, str(dst))
+    return {"int8_matmuls": done, "fp32_matmuls": skipped}
