@@ -46,7 +46,7 @@ model: $(BUNDLE)/bundle.json ## build the default bundle if data or training cod
 
 model-int8: model ## distil the built model into its quantisation-aware int8 student (ships if it passes the student gate)
 	$(CT) train --teacher $(BUNDLE).ckpt --student-qat true --student-epochs 1 --student-learning-rate 2e-5 \
-	  --student-time-budget-s 1300 --output-dir $(BUNDLE) $(ARGS)
+	  --output-dir $(BUNDLE) $(ARGS)
 
 train: $(STAMP) ## always retrain; pass overrides with ARGS="--epochs 2 --backbone all-MiniLM-L6-v2"
 	$(CT) train --output-dir $(BUNDLE) $(ARGS)

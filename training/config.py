@@ -110,8 +110,8 @@ class TrainConfig:
     student_learning_rate: float = 8e-5
     student_time_budget_s: float = 1000.0
     student_freeze_layers: int = 0
-    #: quantisation-aware student (training.qat): trained under ONNX Runtime's dynamic int8 rounding
-    #: and shipped as int8; keeps every layer unless --student-layers says otherwise
+    #: quantisation-aware student (training.qat): trained under the per-token int8 rounding it is
+    #: served with and shipped as int8; keeps every layer unless --student-layers says otherwise
     student_qat: bool = False
     distill_temperature: float = 2.0
     distill_alpha: float = 0.7
@@ -234,8 +234,8 @@ HELP: dict[str, str] = {
     "student_learning_rate": "student: encoder learning rate",
     "student_time_budget_s": "student: stop training after this many seconds, keeping the best epoch",
     "student_freeze_layers": "student: freeze its lowest N layers (faster backward)",
-    "student_qat": "student: quantisation-aware, trained under ONNX Runtime's dynamic int8 rounding and "
-                   "shipped as int8 (all layers unless --student-layers is given); the student gate applies",
+    "student_qat": "student: quantisation-aware, trained under the per-token int8 rounding it is served with "
+                   "and shipped as int8 (all layers unless --student-layers is given); the student gate applies",
     "distill_temperature": "student: softmax temperature of the teacher's soft labels",
     "distill_alpha": "student: weight of the teacher's soft labels against the gold labels (0-1)",
     "distill_beta": "student: weight of matching the teacher's sentence vector (MSE)",

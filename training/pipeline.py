@@ -193,8 +193,8 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     if cfg.student_qat:
         from training import qat
 
-        print(f"student: quantisation-aware, {qat.prepare(student)} encoder Linear layers under ORT's "
-              "dynamic int8 rounding", flush=True)
+        print(f"student: quantisation-aware, {qat.prepare(student)} encoder Linear layers under per-token "
+              "int8 rounding", flush=True)
     del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
     from training.checkpoint import RESUME_FILE
 
@@ -364,16 +364,21 @@ class _Packer:
         return _convert(cfg, work, self.train_set, self.evals, self.encoder, self.shape)
 
 
+def _install_model(work: Path, src: Path, meta: BundleMeta, quantization: str, verify: bool = False) -> Scorer:
+    """Copy ``src`` in as the bundle's model, record it (kind and file hashes) and load it."""
+    shutil.copy(src, work / MODEL_FILE)
+    files = {MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
+    write_meta(work, dataclasses.replace(meta, quantization=quantization, files=files))
+    return Scorer.load(work, verify=verify)
+
+
 def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleMeta,
                     test: Sequence[Example], skip: Sequence[str] = ()) -> dict[str, Any]:
     """Install int8 weights if they pass the agreement/F1 gate, else fp32; say why."""
     from training.export import quantize_int8
 
     def install(src: Path, quantization: str) -> Scorer:
-        shutil.copy(src, work / MODEL_FILE)
-        files = {MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
-        write_meta(work, dataclasses.replace(meta, quantization=quantization, files=files))
-        return Scorer.load(work)
+        return _install_model(work, src, meta, quantization, verify=True)
 
     fp32 = install(fp32_path, "none")
     info: dict[str, Any] = {"fp32_mib": round(fp32_path.stat().st_size / 2**20, 1)}
@@ -398,26 +403,21 @@ def _choose_weights(cfg: TrainConfig, work: Path, fp32_path: Path, meta: BundleM
 
 
 def _qat_weights(work: Path, fp32_path: Path, meta: BundleMeta, texts: Sequence[str]) -> dict[str, Any]:
-    """A quantisation-aware student ships as int8 (training.qat.quantize_qat): that is the model it
-    was trained as. Recorded beside it: how often its int8 decisions match the plain fp32 graph of
-    the same rounded weights, and how often they match themselves when the texts are batched
-    differently (the per-tensor activation range depends on the batch)."""
-    from training.qat import quantize_qat
+    """A quantisation-aware student ships as int8 (training.qat.quantize_per_token): that is the
+    model it was trained as. Recorded beside it: how often its int8 decisions match the plain fp32
+    graph of the same rounded weights, and how often they match themselves when the texts are
+    batched differently (per-token scales: always, unless the graph is wrong)."""
+    from training.qat import quantize_per_token
 
     def decision_agreement(x: Any, y: Any) -> dict[str, float]:
         dx, dy = decisions(x, 0.5), decisions(y, 0.5)
         return {h: round(float(np.mean(dx[h] == dy[h])), 5) for h in dx}
 
-    def install(src: Path, quantization: str) -> Scorer:
-        shutil.copy(src, work / MODEL_FILE)
-        files = {MODEL_FILE: file_sha256(work / MODEL_FILE), TOKENIZER_FILE: file_sha256(work / TOKENIZER_FILE)}
-        write_meta(work, dataclasses.replace(meta, quantization=quantization, files=files))
-        return Scorer.load(work, verify=False)
-
-    fp32 = install(fp32_path, "none").predict(texts)
+    fp32 = _install_model(work, fp32_path, meta, "none").predict(texts)
     int8_path = work / "model.int8.onnx"
-    info: dict[str, Any] = {"fp32_mib": round(fp32_path.stat().st_size / 2**20, 1), **quantize_qat(fp32_path, int8_path)}
-    scorer = install(int8_path, "qat-int8")
+    info: dict[str, Any] = {"fp32_mib": round(fp32_path.stat().st_size / 2**20, 1),
+                            **quantize_per_token(fp32_path, int8_path)}
+    scorer = _install_model(work, int8_path, meta, "qat-int8")
     info["int8_mib"] = round(int8_path.stat().st_size / 2**20, 1)
     a, b = scorer.predict(texts), scorer.predict(texts, batch_size=8)
     info.update(kept="qat-int8", reason="quantisation-aware student: trained as int8, ships as int8",

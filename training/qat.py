@@ -93,9 +93,7 @@ def is_prepared(model: nn.Module) -> bool:
     return any(isinstance(c, FakeQuantLinear) for _, _, c in _encoder_linears(model))
 
 
-def quantize_qat(src: Path, dst: Path, min_columns: int = 16) -> dict[str, int]:
-    """The serving graph of a quantisation-aware model: :func:`quantize_per_token`."""
-    return quantize_per_token(src, dst, min_columns)
+_EPS = 1e-30  # the scale floor of an all-zero token (its values quantise to 0)
 
 
 def fake_quant_activation_per_token(x: torch.Tensor) -> torch.Tensor:
@@ -107,9 +105,6 @@ def fake_quant_activation_per_token(x: torch.Tensor) -> torch.Tensor:
         m = torch.clamp(xf.abs().amax(dim=-1, keepdim=True), min=_EPS)
         deq = (torch.round(xf * (127.0 / m)) * (m / 127.0)).to(x.dtype)
     return x + (deq - x).detach()
-
-
-_EPS = 1e-30
 
 
 def quantize_per_token(src: Path, dst: Path, min_columns: int = 16) -> dict[str, int]:

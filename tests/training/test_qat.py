@@ -47,7 +47,7 @@ def test_fake_quant_matches_the_served_int8_graph(tmp_path: Path) -> None:
     x[0, 0, 0] = -25.0
     x[2, 3] = 0.0  # an all-zero token (ε scale, no division by zero)
     src = _one_matmul(tmp_path / "mm.onnx", w)
-    info = qat.quantize_qat(src, tmp_path / "mm.int8.onnx")
+    info = qat.quantize_per_token(src, tmp_path / "mm.int8.onnx")
     assert info == {"int8_matmuls": 1, "fp32_matmuls": 0}
     graph = onnx.load(str(tmp_path / "mm.int8.onnx")).graph
     assert [n.op_type for n in graph.node].count("MatMulIntegerToFloat") == 1
