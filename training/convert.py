@@ -41,19 +41,28 @@ def worst(agree: dict[str, dict[str, float]]) -> float:
     return min((v for heads in agree.values() for v in heads.values()), default=1.0)
 
 
+def trim_choice(cfg: Any, train_texts: Sequence[str], encoder: Any,
+                tokenizer_json: Path) -> tuple[Any, np.ndarray | None]:
+    """The pieces the vocabulary trim keeps exact (training.vocab.KeptVocab) and its int8 tail ids
+    (None without ``vocab_tail_int8``), chosen from the training texts: the same at every call."""
+    from training.vocab import choose_kept, tail_ids, unigram_pieces
+
+    pieces = unigram_pieces(tokenizer_json)
+    kept = choose_kept(pieces, encoder.token_ids(train_texts)[0], cfg.vocab_trim, cfg.vocab_scripts)
+    return kept, tail_ids(pieces, kept, cfg.vocab_scripts) if cfg.vocab_tail_int8 else None
+
+
 def build_steps(cfg: Any, train_texts: Sequence[str], encoder: Any, tokenizer_json: Path,
                 sets: dict[str, Sequence[str]], shape: tuple[int, int]) -> list[Step]:
     """The enabled conversion steps, each a function (src model, dst model) → info;
     ``shape`` = (attention heads, hidden size) of the encoder, for the optimizer."""
     from training.optimize import fp16_storage, optimize_bert
-    from training.vocab import choose_kept, outside_share, tail_ids, trim_onnx, trim_tokenizer, unigram_pieces
+    from training.vocab import outside_share, trim_onnx, trim_tokenizer
 
     steps: list[Step] = []
     if cfg.vocab_trim:
         def trim(src: Path, dst: Path) -> dict[str, Any]:
-            pieces = unigram_pieces(tokenizer_json)
-            kept = choose_kept(pieces, encoder.token_ids(train_texts)[0], cfg.vocab_trim, cfg.vocab_scripts)
-            tail = tail_ids(pieces, kept, cfg.vocab_scripts) if cfg.vocab_tail_int8 else None
+            kept, tail = trim_choice(cfg, train_texts, encoder, tokenizer_json)
             info = trim_onnx(src, dst, kept, tail)
             if cfg.trim_tokenizer:
                 info["tokenizer"] = trim_tokenizer(tokenizer_json, dst.with_suffix(".tokenizer.json"),

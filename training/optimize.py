@@ -43,7 +43,11 @@ def optimize_bert(src: Path, dst: Path, num_heads: int, hidden: int) -> dict[str
     return op_counts(dst)
 
 
-def fp16_storage(src: Path, dst: Path, min_elements: int = 65536) -> dict[str, int]:
+#: fp16_storage converts float32 initializers of at least this many elements
+FP16_MIN_ELEMENTS = 65536
+
+
+def fp16_storage(src: Path, dst: Path, min_elements: int = FP16_MIN_ELEMENTS) -> dict[str, int]:
     """Store every float32 initializer of at least ``min_elements`` as float16 behind a Cast to
     float32: half the file, same fp32 compute (ORT folds the Casts into fp32 weights at load)."""
     import onnx

@@ -190,11 +190,13 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     targets = teacher_targets(teacher, pack.encoder, s_train, bf16=cfg.bf16)
     timings["teacher_targets_s"] = time.monotonic() - t
     student = make_student(teacher, layers, cfg.student_freeze_layers)
+    pinned: dict[str, Any] = {}
     if cfg.student_qat:
         from training import qat
 
+        pinned = _pin_served_embeddings(cfg, pack, student)
         print(f"student: quantisation-aware, {qat.prepare(student)} encoder Linear layers under per-token "
-              "int8 rounding", flush=True)
+              f"int8 rounding, embeddings as served ({pinned})", flush=True)
     del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
     from training.checkpoint import RESUME_FILE
 
@@ -221,7 +223,7 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     timings["student_evaluate_s"] = time.monotonic() - t
     gate = student_gate(t_report, s_report, cfg.max_student_f1_drop)
     gate.update(layers=list(layers), teacher_layers=n_layers, time_budget_s=cfg.student_time_budget_s,
-                unlabeled=unlabeled,
+                unlabeled=unlabeled, pinned_embeddings=pinned or None,
                 training={k: getattr(s_result, k) for k in ("epochs_run", "best_epoch", "steps", "stopped_by")},
                 history=s_result.history)
     print(f"student gate: {'passed' if gate['passed'] else 'failed'} ({gate['reason']})", flush=True)
@@ -242,6 +244,23 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     _finish(keep[0], t_final if keep[1] == "teacher" else s_final, dict(timings))
     _finish(ship[0], final, timings)
     return final
+
+
+def _pin_served_embeddings(cfg: TrainConfig, pack: _Packer, student: Any) -> dict[str, Any]:
+    """A QAT student trains on the embeddings its converted bundle serves (training.qat.pin_embeddings):
+    the vocabulary trim's rows (training.vocab.served_table) and fp16 storage, when those steps are on."""
+    from training import qat
+    from training.convert import trim_choice
+    from training.optimize import FP16_MIN_ELEMENTS
+    from training.vocab import served_table
+
+    fp16 = FP16_MIN_ELEMENTS if cfg.fp16_weights else 0
+    rows = None
+    if cfg.vocab_trim:
+        kept, tail = trim_choice(cfg, [e.text for e in pack.train_set], pack.encoder, pack.backbone.tokenizer_json)
+        table = student.encoder.get_input_embeddings().weight.detach().cpu().numpy()
+        rows = served_table(table, kept, tail, fp16)
+    return qat.pin_embeddings(student, rows, fp16)
 
 
 def _student_rows(cfg: TrainConfig, pack: _Packer) -> tuple[list[Example], dict[str, Any]]:

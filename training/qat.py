@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -87,6 +88,31 @@ def freeze(model: nn.Module) -> int:
             setattr(parent, name, child.linear)
             n += 1
     return n
+
+
+@torch.no_grad()
+def pin_embeddings(model: nn.Module, word_rows: np.ndarray | None, fp16_min_elements: int) -> dict[str, int]:
+    """Set the embeddings block to the values the converted bundle serves, and freeze it: the word
+    table to ``word_rows`` (training.vocab.served_table: trimmed, tail int8, fp16-stored), every
+    other embedding tensor of at least ``fp16_min_elements`` rounded to float16 (0 = none).
+
+    Trained on these, the student's exported graph and its trimmed fp16 conversion compute the same
+    numbers, so the conversion gate compares a graph with itself. Without this, int8 rounding turns
+    the conversion's float-rounding differences into flipped decisions (0.973 agreement)."""
+    emb = model.encoder.embeddings  # type: ignore[union-attr]
+    word = emb.word_embeddings.weight
+    out = {"word_rows_pinned": 0, "fp16_rounded_tensors": 0}
+    if word_rows is not None:
+        if tuple(word_rows.shape) != tuple(word.shape):
+            raise ValueError(f"served word table {word_rows.shape} does not match the model's {tuple(word.shape)}")
+        word.copy_(torch.from_numpy(np.ascontiguousarray(word_rows, dtype=np.float32)))
+        out["word_rows_pinned"] = int(word.shape[0])
+    for p in emb.parameters():
+        if (p is not word or word_rows is None) and fp16_min_elements and p.numel() >= fp16_min_elements:
+            p.copy_(p.half().float())
+            out["fp16_rounded_tensors"] += 1
+        p.requires_grad_(False)
+    return out
 
 
 def is_prepared(model: nn.Module) -> bool:

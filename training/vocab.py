@@ -163,6 +163,25 @@ def tail_ids(pieces: Sequence[tuple[str, float]], kept: KeptVocab, scripts: Sequ
                     dtype=np.int64)
 
 
+def served_table(table: np.ndarray, kept: KeptVocab, tail: np.ndarray | None = None,
+                 fp16_min_elements: int = 0) -> np.ndarray:
+    """The word-embedding row the converted graph reads for every old id, as one float32 table of
+    ``table``'s shape: :func:`trim_onnx` (kept rows exact, the tail as per-row int8, the rest the
+    ``<unk>`` row), then, with ``fp16_min_elements``, fp16 storage of every float tensor that large
+    (training.optimize.fp16_storage). A model whose table already holds these rows converts to a
+    graph that computes exactly what it computed (the mapping is idempotent), which is how a
+    quantisation-aware student is trained on the embeddings it is served with."""
+    def stored(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float16).astype(np.float32) if fp16_min_elements and a.size >= fp16_min_elements else a
+
+    exact = stored(np.ascontiguousarray(table[kept.ids], dtype=np.float32))
+    out = exact[kept.old_to_new(table.shape[0])]
+    if tail is not None and len(tail):
+        q, scale = int8_rows(table[tail])
+        out[tail] = q.astype(np.float32) * stored(scale)
+    return out
+
+
 def trim_onnx(src: Path, dst: Path, kept: KeptVocab, tail: np.ndarray | None = None) -> dict[str, int]:
     """Write ``dst``: ``src`` with the word embedding cut to the kept rows behind an id lookup.
 

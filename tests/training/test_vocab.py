@@ -121,3 +121,37 @@ def test_tokenizer_trim_keeps_ids_of_served_texts(tiny_bundle: Path, tmp_path: P
     assert ref.token_ids(served) == new.token_ids(served)
     assert ref.token_ids(OTHER_TEXTS)[0] != new.token_ids(OTHER_TEXTS)[0]
     assert new.tokenizer.get_vocab_size() == ref.tokenizer.get_vocab_size()
+
+
+def test_served_table_makes_trim_and_fp16_exact(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A model whose word table already holds ``served_table``'s rows converts (trim with an int8
+    tail, then fp16 storage) to a graph that scores every text bit-identically, rare pieces included;
+    the same conversion of the unpinned model does not."""
+    import onnx
+    from onnx import numpy_helper
+
+    from training.optimize import fp16_storage
+    from training.vocab import _word_embedding_gather, served_table, tail_ids
+
+    ref = Scorer.load(tiny_bundle, intra_op_threads=1)
+    pieces = unigram_pieces(tiny_bundle / "tokenizer.json")
+    kept = choose_kept(pieces, ref.encoder.token_ids(KEPT_TEXTS)[0], 3000)
+    tail = tail_ids(pieces, kept, ["LATIN"])
+    texts = [*KEPT_TEXTS, *OTHER_TEXTS, "Rückerstattungsantrag abgelehnt, unverschämt", "reembolsado parcialmente"]
+    model = onnx.load(str(tiny_bundle / "model.onnx"))
+    _, weight = _word_embedding_gather(model.graph)
+    table = numpy_helper.to_array(weight)
+    served = served_table(table, kept, tail, fp16_min_elements=40_000)
+    assert np.array_equal(served_table(served, kept, tail, fp16_min_elements=40_000), served)  # idempotent
+    for name, pin in (("pinned", True), ("plain", False)):
+        src = copy_bundle(tiny_bundle, tmp_path / name)
+        if pin:
+            weight.CopyFrom(numpy_helper.from_array(served, weight.name))
+            onnx.save(model, str(src / "model.onnx"))
+        before = Scorer.load(src, intra_op_threads=1, verify=False).logits(texts)
+        trim_onnx(src / "model.onnx", tmp_path / f"{name}.trim.onnx", kept, tail)
+        info = fp16_storage(tmp_path / f"{name}.trim.onnx", src / "model.onnx", min_elements=40_000)
+        assert info["fp16_tensors"] == 2  # the kept table and the tail scales (hidden 32)
+        after = Scorer.load(src, intra_op_threads=1, verify=False).logits(texts)
+        same = all(np.array_equal(a, b) for a, b in zip(before, after))
+        assert same == pin, name
