@@ -14,7 +14,6 @@ import torch
 
 from model.bundle import read_meta
 from model.scorer import Scorer
-from tests.helpers import build_tiny_backbone
 from tests.training.test_retrain import served, tiny_cfg, write_user_csv
 from training.distill import DistillLoss, make_student, parse_layers, teacher_targets
 from training.modeling import load_model, multitask_loss
@@ -30,11 +29,6 @@ def test_parse_layers() -> None:
     for bad in ("12", "0", "3,1", "0,0,5", "0,12", ",".join(map(str, range(12)))):
         with pytest.raises(ValueError):
             parse_layers(bad, 12)
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-e5")
 
 
 def test_student_copies_the_kept_layers_and_trains_them(backbone: Path) -> None:

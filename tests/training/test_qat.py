@@ -9,12 +9,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from model.bundle import read_meta
 from model.scorer import Scorer
-from tests.helpers import build_tiny_backbone
 from tests.training.test_retrain import served, tiny_cfg, write_user_csv
 from training import qat
 from training.modeling import load_model
@@ -77,11 +75,6 @@ def test_fake_quant_passes_gradients_and_is_idempotent() -> None:
     zero = torch.zeros(3, 4)  # an all-zero row or tensor stays zero, no division by zero
     assert torch.equal(qat.quantize_weight(zero), zero)
     assert torch.equal(qat.fake_quant_activation_per_token(zero), zero)
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-e5")
 
 
 def test_prepare_and_freeze(backbone: Path) -> None:

@@ -21,7 +21,7 @@ from model.scorer import Scorer
 from service.api.app import create_app
 from service.api.settings import Settings
 from tests.conftest import ROOT
-from tests.helpers import CONTRACT_FIELDS, build_tiny_backbone
+from tests.helpers import CONTRACT_FIELDS
 from training.config import ColumnMap, TrainConfig
 from training.data import MISSING, DataError, load_examples
 
@@ -51,11 +51,6 @@ def write_user_csv(path: Path, n: int, *, levels: str = "all", offset: int = 0) 
                         "complaint": "" if level else ("yes" if r["severity"] != "none" else "no"),
                         "mood": MOOD[r["sentiment"]]})
     return path
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-e5")
 
 
 def tiny_cfg(backbone: Path, data: Path, out: Path, **kw: Any) -> TrainConfig:
