@@ -52,6 +52,14 @@ def test_fake_quant_matches_the_served_int8_graph(tmp_path: Path) -> None:
     assert "MatMul" not in [n.op_type for n in graph.node]
     sess = ort.InferenceSession(str(tmp_path / "mm.int8.onnx"), providers=["CPUExecutionProvider"])
     y = sess.run(None, {"x": x})[0]
+    # the integers themselves: ORT's QuantizeLinear rounds x / s exactly as the torch emulation does
+    probe = onnx.load(str(tmp_path / "mm.int8.onnx"))
+    probe.graph.output.append(onnx.helper.make_tensor_value_info("qpt0_x_q", onnx.TensorProto.UINT8, None))
+    q_ort = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["qpt0_x_q"], {"x": x})[0].astype(np.int32) - 128
+    xt = torch.from_numpy(x).reshape(-1, 64)
+    step = torch.clamp(xt.abs().amax(dim=-1, keepdim=True), min=qat._EPS) / 127.0
+    assert np.array_equal(q_ort, torch.round(xt / step).int().numpy())
     wq = qat.quantize_weight(torch.from_numpy(w.T.copy())).numpy().T  # Linear layout [out, in]
     fq = qat.fake_quant_activation_per_token(torch.from_numpy(x)).numpy() @ wq
     assert np.abs(y - fq).max() < 1e-5 * np.abs(fq).max()
