@@ -192,14 +192,14 @@ def _distil(cfg: TrainConfig, pack: _Packer, teacher: Any, t_result: Any, layers
     targets = teacher_targets(teacher, pack.encoder, s_train, bf16=cfg.bf16)
     timings["teacher_targets_s"] = time.monotonic() - t
     student = make_student(teacher, layers, cfg.student_freeze_layers)
+    del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
     pinned: dict[str, Any] = {}
-    if cfg.student_qat:
+    if cfg.student_qat:  # after the teacher is freed: the served table is built beside the student's
         from training import qat
 
         pinned = _pin_served_embeddings(cfg, pack, student)
         print(f"student: quantisation-aware, {qat.prepare(student)} encoder Linear layers under per-token "
               f"int8 rounding, embeddings as served ({pinned})", flush=True)
-    del teacher.encoder  # the caller is done with the teacher: free its weights before training the student
     from training.checkpoint import RESUME_FILE
 
     s_ckpt = cfg.ckpt / "student"

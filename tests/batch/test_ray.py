@@ -183,7 +183,8 @@ def test_ray_engine_resumes_interrupted_runs(tiny_bundle: Path, tmp_path: Path, 
               "--quiet")
     real_add = service.batch.store.PartStore.add
     try:
-        for fmt, first_engine in (("jsonl", "ray"), ("csv", "ray"), ("parquet", "local")):
+        # CSV is left out: its read plan is checked row for row above, and each Ray run costs ~20 s
+        for fmt, first_engine in (("jsonl", "ray"), ("parquet", "local")):
             src = files[fmt]
             want = tmp_path / f"{fmt}-want.jsonl"
             assert score("--input", src, "--output", want, *common) == 0
