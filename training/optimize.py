@@ -47,6 +47,12 @@ def optimize_bert(src: Path, dst: Path, num_heads: int, hidden: int) -> dict[str
 FP16_MIN_ELEMENTS = 65536
 
 
+def fp16_stored(a: np.ndarray, min_elements: int = FP16_MIN_ELEMENTS) -> np.ndarray:
+    """The float32 values :func:`fp16_storage` serves for the tensor ``a``: rounded through float16
+    when it is large enough to be stored as float16 (``min_elements`` 0: never)."""
+    return a.astype(np.float16).astype(np.float32) if min_elements and a.size >= min_elements else a
+
+
 def fp16_storage(src: Path, dst: Path, min_elements: int = FP16_MIN_ELEMENTS) -> dict[str, int]:
     """Store every float32 initializer of at least ``min_elements`` as float16 behind a Cast to
     float32: half the file, same fp32 compute (ORT folds the Casts into fp32 weights at load)."""

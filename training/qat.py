@@ -149,7 +149,6 @@ def quantize_per_token(src: Path, dst: Path, min_columns: int = 16) -> dict[str,
     process, batch 1 and 32). An input shared by several MatMuls (Q, K and V) is quantised once.
     uint8 × int8 is the kernel ORT's own dynamic quantisation uses; only the activation scale
     differs (per token, not per tensor), so a message's scores do not depend on its batch."""
-    import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 

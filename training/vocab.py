@@ -171,14 +171,13 @@ def served_table(table: np.ndarray, kept: KeptVocab, tail: np.ndarray | None = N
     (training.optimize.fp16_storage). A model whose table already holds these rows converts to a
     graph that computes exactly what it computed (the mapping is idempotent), which is how a
     quantisation-aware student is trained on the embeddings it is served with."""
-    def stored(a: np.ndarray) -> np.ndarray:
-        return a.astype(np.float16).astype(np.float32) if fp16_min_elements and a.size >= fp16_min_elements else a
+    from training.optimize import fp16_stored
 
-    exact = stored(np.ascontiguousarray(table[kept.ids], dtype=np.float32))
+    exact = fp16_stored(np.ascontiguousarray(table[kept.ids], dtype=np.float32), fp16_min_elements)
     out = exact[kept.old_to_new(table.shape[0])]
     if tail is not None and len(tail):
         q, scale = int8_rows(table[tail])
-        out[tail] = q.astype(np.float32) * stored(scale)
+        out[tail] = q.astype(np.float32) * fp16_stored(scale, fp16_min_elements)
     return out
 
 
