@@ -30,6 +30,7 @@ def build_tiny_bundle(out: Path, *, seed: int = 0, max_length: int = 64, quantiz
     tok = real_tokenizer_json()
     cfg = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, pad_token_id=1, max_position_embeddings=512)
+    cfg._attn_implementation = "eager"  # as training.modeling loads the backbone: the graph the service runs
     model = MultiTaskModel(BertModel(cfg, add_pooling_layer=False), 32, 0.0).eval()
     encoder = TextEncoder.from_file(str(tok), max_length=max_length, prefix="query: ", pad_id=1)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """``python -m tools.bench`` (``make bench``): how fast is the service, against what it could be
 and against the naive alternative?
 
-1. raw ONNX Runtime in-process (``Scorer.predict``) at batch 1/8/32/64, single-message latency and
+1. raw ONNX Runtime in-process (``Scorer.predict``) at batch 1/8/16/32/64, single-message latency and
    the latency of one best-batch call; with ``--fp32-model PATH`` the same for an fp32 build of the
    same weights, interleaved batch size by batch size, and the fast/fp32 ratio;
 2. the real server (``complaint-triage serve`` in its own process) under a separate closed-loop
@@ -40,7 +40,7 @@ from tools.load import post_json
 from tools.measure import percentile, system_busy_seconds
 from tools.server import HOST, ServerProcess, child_env
 
-RAW_BATCH_SIZES = (1, 8, 32, 64)
+RAW_BATCH_SIZES = (1, 8, 16, 32, 64)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:

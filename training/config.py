@@ -81,6 +81,7 @@ class TrainConfig:
     #: with the trim, replace the tokenizer pieces of other scripts by placeholders (same ids)
     trim_tokenizer: bool = True
     optimize_graph: bool = True
+    fuse_attention: bool = True
     fp16_weights: bool = True
     min_conversion_agreement: float = 0.995
     #: also keep the unconverted fp32 bundle of the same weights at <output_dir>.fp32 (speed comparisons)
@@ -206,6 +207,8 @@ HELP: dict[str, str] = {
     "trim_tokenizer": "conversion: with the trim, blank the tokenizer pieces of other scripts (same ids; "
                       "served-script texts tokenise exactly as before; less memory)",
     "optimize_graph": "conversion: ORT transformer optimizer (SkipLayerNorm, BiasGelu fusions; exact GELU)",
+    "fuse_attention": "conversion: each self-attention as one MultiHeadAttention node (fp32 and int8 graphs; "
+                      "the export's attention is not matched by ORT's optimizer)",
     "fp16_weights": "conversion: store large weights as float16 (fp32 compute; ORT casts them once at load)",
     "keep_fp32": "also keep the unconverted fp32 bundle of the same weights at <output-dir>.fp32 "
                  "(for tools.bench --fp32-model; about 470 MB)",

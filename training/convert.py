@@ -1,7 +1,8 @@
 """The conversion gate: smaller / faster graphs of the same weights, kept only when they agree.
 
 Steps, applied one on top of the other to the fp32 model installed in the bundle:
-``vocab_trim`` (training.vocab) → ``optimize`` (ORT transformer optimizer) → ``fp16_storage``.
+``vocab_trim`` (training.vocab) → ``optimize`` (ORT transformer optimizer) → ``fuse_attention``
+(training.optimize) → ``fp16_storage``.
 The final candidate is compared with the fp32 model on every head's decisions over test,
 challenge and field; it ships when every head agrees on ≥ ``min_conversion_agreement`` of every
 set. When it fails, the steps are checked one by one and the longest passing prefix ships (fp32
@@ -56,7 +57,7 @@ def build_steps(cfg: Any, train_texts: Sequence[str], encoder: Any, tokenizer_js
                 sets: dict[str, Sequence[str]], shape: tuple[int, int]) -> list[Step]:
     """The enabled conversion steps, each a function (src model, dst model) → info;
     ``shape`` = (attention heads, hidden size) of the encoder, for the optimizer."""
-    from training.optimize import fp16_storage, optimize_bert
+    from training.optimize import fp16_storage, fuse_attention, optimize_bert
     from training.vocab import outside_share, trim_onnx, trim_tokenizer
 
     steps: list[Step] = []
@@ -73,6 +74,8 @@ def build_steps(cfg: Any, train_texts: Sequence[str], encoder: Any, tokenizer_js
         steps.append(("vocab_trim", trim))
     if cfg.optimize_graph:
         steps.append(("optimize", lambda s, d: {"op_counts": optimize_bert(s, d, *shape)}))
+    if cfg.fuse_attention:
+        steps.append(("fuse_attention", lambda s, d: fuse_attention(s, d, shape[0])))
     if cfg.fp16_weights:
         steps.append(("fp16_storage", fp16_storage))
     return steps

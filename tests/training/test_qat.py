@@ -56,7 +56,7 @@ def test_fake_quant_matches_the_served_int8_graph(tmp_path: Path) -> None:
     probe = onnx.load(str(tmp_path / "mm.int8.onnx"))
     probe.graph.output.append(onnx.helper.make_tensor_value_info("qpt0_x_q", onnx.TensorProto.UINT8, None))
     q_ort = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        ["qpt0_x_q"], {"x": x})[0].astype(np.int32) - 128
+        ["qpt0_x_q"], {"x": x})[0].astype(np.int32).reshape(-1, 64) - 128
     xt = torch.from_numpy(x).reshape(-1, 64)
     step = torch.clamp(xt.abs().amax(dim=-1, keepdim=True), min=qat._EPS) / 127.0
     assert np.array_equal(q_ort, torch.round(xt / step).int().numpy())
