@@ -7,7 +7,8 @@ a generated name (``val_61`` …), in module order: query, key, value, attention
 intermediate, output per layer. This tool rebuilds the torch model on the bundle's backbone,
 copies every tensor in, and accepts the result only if the torch logits match ONNX Runtime's on
 real texts (max abs difference ≤ 1e-4), so a wrong mapping cannot pass silently. It cannot
-work on an int8 or vocabulary-trimmed bundle (the weights are no longer the torch weights).
+work on an int8, vocabulary-trimmed or attention-fused bundle (the weights are no longer the
+torch weights, or not under their names).
 
     python -m tools.ckpt_from_onnx /work/main/artifacts/bundle artifacts/default.ckpt
 """

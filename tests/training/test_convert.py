@@ -23,7 +23,7 @@ def _load(d: Path) -> Scorer:
 
 def _cfg(**kw: object) -> SimpleNamespace:
     base = {"vocab_trim": 3000, "vocab_scripts": ("LATIN",), "vocab_tail_int8": True, "trim_tokenizer": True,
-            "optimize_graph": False,
+            "optimize_graph": False, "fuse_attention": False,
             "fp16_weights": False}
     return SimpleNamespace(**{**base, **kw})
 

@@ -95,7 +95,7 @@ def test_whole_pipeline_on_a_small_subset(tmp_path: Path, e5) -> None:  # type: 
         assert meta.quantization == "int8-dynamic"
     else:  # fp32 + whatever conversion steps passed their gate, in order
         assert meta.quantization == ("none" if conv["kept"] == "fp32" else conv["kept"]) and conv["reason"]
-        assert [s["step"] for s in conv["steps"]] == ["vocab_trim", "optimize", "fp16_storage"]
+        assert [s["step"] for s in conv["steps"]] == ["vocab_trim", "optimize", "fuse_attention", "fp16_storage"]
         assert conv["steps"][0]["rows_after"] == 30000 and conv["serving_rss_mib"]["arena_off"]["after_load"] > 0
         assert all(0 <= a <= 1 for s in conv["steps"] if "agreement" in s for h in s["agreement"].values()
                    for a in h.values())

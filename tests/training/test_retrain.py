@@ -59,7 +59,7 @@ def tiny_cfg(backbone: Path, data: Path, out: Path, **kw: Any) -> TrainConfig:
                                 quantize=False, columns=COLS, label_map=(SEV_MAP, MOOD_MAP), time_budget_s=300,
                                 # fp32 as trained: these tests are about retraining (and tools.ckpt_from_onnx
                                 # reads fp32 weights); the conversion gate has its own tests
-                                vocab_trim=0, optimize_graph=False, fp16_weights=False)
+                                vocab_trim=0, optimize_graph=False, fuse_attention=False, fp16_weights=False)
     base.update(kw)
     return TrainConfig(**base)
 
