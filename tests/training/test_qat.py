@@ -122,7 +122,7 @@ def test_qat_student_build_ships_int8(backbone: Path, tmp_path: Path) -> None:
     data = write_user_csv(tmp_path / "tweets.csv", 160)
     out = tmp_path / "bundle"
     cfg = tiny_cfg(backbone, data, out, student_qat=True, student_epochs=1, max_student_f1_drop=1.0,
-                   student_unlabeled="", vocab_trim=1000, fp16_weights=True)
+                   student_unlabeled="", vocab_trim=1000, fuse_attention=True, fp16_weights=True)
     assert build(cfg) == out
     meta = read_meta(out)
     dist = meta.metrics["distillation"]
