@@ -54,7 +54,7 @@ class TrainConfig:
     #: severity head: "softmax" (plain cross-entropy), "soft" (neighbour-smoothed targets) or
     #: "corn" (conditional ordinal logits)
     severity_loss: str = "soft"
-    #: bf16 autocast for the encoder's forward/backward on CPU (needs avx512_bf16 or AMX to pay off)
+    #: bf16 autocast for the encoder's forward/backward on CPU (only where the CPU has avx512_bf16 or AMX)
     bf16: bool = True
     #: fit a temperature per head and the complaint threshold on the validation split
     calibrate: bool = True
@@ -189,7 +189,8 @@ HELP: dict[str, str] = {
     "freeze_embeddings": "freeze the word-embedding matrix (most of the parameters)",
     "freeze_layers": "also freeze the embeddings block and the lowest N encoder layers (faster backward)",
     "severity_loss": "severity head: softmax, soft (neighbour-smoothed ordinal targets) or corn",
-    "bf16": "bf16 autocast on CPU for the forward/backward pass",
+    "bf16": "bf16 autocast on CPU for the forward/backward pass, where the CPU has bf16 natively "
+            "(avx512_bf16 or AMX); elsewhere training runs in fp32, which is faster there, and says so",
     "calibrate": "fit a temperature per head and the complaint/follow-up thresholds on validation",
     "complaint_prior": "deployment complaint rate applied by Bayes' rule at scoring (0 = none)",
     "patience": "epochs without validation improvement before early stopping",

@@ -80,6 +80,30 @@ def fp16_storage(src: Path, dst: Path, min_elements: int = FP16_MIN_ELEMENTS) ->
     return {"fp16_tensors": len(casts), "fp16_elements": int(stored)}
 
 
+def use_ms_domain(model: Any) -> None:
+    """Declare the ``com.microsoft`` operator domain (ORT's contrib ops) unless the model already does."""
+    from onnx import helper
+
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def prune(graph: Any, nodes: list[Any] | None = None) -> None:
+    """Make ``nodes`` (default: the graph's own, in topological order) the graph's nodes, keeping only
+    those an output depends on, and drop every initializer no kept node reads."""
+    needed = {o.name for o in graph.output}
+    live: list[Any] = []
+    for n in reversed(list(graph.node) if nodes is None else nodes):
+        if any(o in needed for o in n.output):
+            live.append(n)
+            needed.update(i for i in n.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    for init in list(graph.initializer):
+        if init.name not in needed:
+            graph.initializer.remove(init)
+
+
 def _const(inits: dict[str, Any], name: str) -> np.ndarray | None:
     from onnx import numpy_helper
 
@@ -172,19 +196,7 @@ def fuse_attention(src: Path, dst: Path, num_heads: int, mask_input: str = "atte
         elif id(n) not in drop:
             nodes.append(n)
     graph.initializer.extend(biases)
-    # drop what only the old attention used (the additive-mask chain, the view shapes)
-    needed = {o.name for o in graph.output}
-    live: list[Any] = []
-    for n in reversed(nodes):
-        if any(o in needed for o in n.output):
-            live.append(n)
-            needed.update(i for i in n.input if i)
-    del graph.node[:]
-    graph.node.extend(reversed(live))
-    for init in list(graph.initializer):
-        if init.name not in needed:
-            graph.initializer.remove(init)
-    if not any(op.domain == "com.microsoft" for op in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    prune(graph, nodes)  # drops what only the old attention used (the additive-mask chain, the view shapes)
+    use_ms_domain(model)
     onnx.save(model, str(dst))
     return {"fused_attention": len(fused), "op_counts": op_counts(dst)}

@@ -153,10 +153,11 @@ def quantize_per_token(src: Path, dst: Path, min_columns: int = 16) -> dict[str,
     import onnx
     from onnx import helper, numpy_helper
 
+    from training.optimize import prune, use_ms_domain
+
     model = onnx.load(str(src))
     graph = model.graph
-    if not any(op.domain == "com.microsoft" for op in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    use_ms_domain(model)
     inits = {i.name: i for i in graph.initializer}
     opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 18)
     consts = {"qpt_127": np.array(127.0, np.float32), "qpt_eps": np.array(_EPS, np.float32),
@@ -194,11 +195,6 @@ def quantize_per_token(src: Path, dst: Path, min_columns: int = 16) -> dict[str,
                                    [f"{p}_y"], domain="com.microsoft"),
                   helper.make_node("Mul", [f"{p}_y", s], [node.output[0]], name=node.name)]
         done += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {i for n in graph.node for i in n.input}
-    for init in list(graph.initializer):
-        if init.name not in used:
-            graph.initializer.remove(init)
+    prune(graph, nodes)  # the fp32 weights of the replaced MatMuls go
     onnx.save(model, str(dst))
     return {"int8_matmuls": done, "fp32_matmuls": skipped}

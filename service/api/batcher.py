@@ -8,9 +8,12 @@ inside the model thread. Now:
 - a request's messages are tokenised in :meth:`MicroBatcher.submit`, on the event loop for small
   requests (a tweet costs tens of µs, less than a thread hop) or in one tokeniser thread for big
   ones, so the model thread only pads and runs ONNX Runtime;
-- one dedicated model thread takes its next batch straight from a locked queue the moment the
+- a dedicated model thread takes its next batch straight from a locked queue the moment the
   previous one is done, and hands results back with ``call_soon_threadsafe``: the event loop
-  answers requests while the model computes the next batch;
+  answers requests while the model computes the next batch. With ``streams`` > 1 there are that
+  many model threads on the same queue (and the same ONNX Runtime session, whose ``run`` is
+  thread-safe), so batches run side by side: on few cores, several single-threaded runs keep the
+  cores busier than one run whose intra-op threads wait for each other between small ops;
 - a batch is chosen by a token budget, not a row count: the queued messages (oldest
   ``plan_window`` of them) are sorted by token length and split into contiguous groups that minimise
   the estimated model cost (``overhead_tokens`` per ONNX call + padded tokens), under
@@ -107,12 +110,15 @@ def plan(lengths: Sequence[int], max_rows: int, max_tokens: int, overhead: float
 
 
 class MicroBatcher:
-    """Bounded queue + one model thread; ``await submit(texts)`` returns that request's predictions."""
+    """Bounded queue + ``streams`` model threads; ``await submit(texts)`` returns that request's predictions."""
 
     def __init__(self, tokenize: Tokenize, run: RunIds, *, max_batch: int = 64, max_batch_tokens: int = 4096,
                  max_wait_ms: float = 0.0, max_queue: int = 2048, overhead_tokens: float = OVERHEAD_TOKENS,
-                 plan_window: int | None = None, idle_trim_ms: float = 0.0) -> None:
+                 plan_window: int | None = None, idle_trim_ms: float = 0.0, streams: int = 1) -> None:
+        if streams < 1:
+            raise ValueError(f"streams must be at least 1, got {streams}")
         self._tokenize, self._run_ids = tokenize, run
+        self.streams = streams
         self.max_batch, self.max_batch_tokens, self.max_queue = max_batch, max_batch_tokens, max_queue
         self.max_wait, self.overhead = max_wait_ms / 1000.0, float(overhead_tokens)
         self.plan_window = plan_window or 2 * max_batch
@@ -121,7 +127,9 @@ class MicroBatcher:
         self._reserved = 0  # admitted messages still being tokenised
         self._cond = threading.Condition()
         self._closing = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._running = 0  # model threads not yet finished
+        self._busy = 0  # model threads running a batch now
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._tokenizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-tokenize")
@@ -143,11 +151,14 @@ class MicroBatcher:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
-        self._thread = threading.Thread(target=self._model_thread, name="ct-model", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._model_thread, name=f"ct-model-{k}", daemon=True)
+                         for k in range(self.streams)]
+        self._running = len(self._threads)
+        for t in self._threads:
+            t.start()
 
     async def close(self) -> None:
-        """Finish everything queued, then stop the model thread."""
+        """Finish everything queued, then stop the model threads."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -216,8 +227,9 @@ class MicroBatcher:
             while self._queued == 0:
                 if self._closing:
                     return None
-                if self._dirty and self.idle_trim > 0:
-                    if not self._cond.wait(self.idle_trim) and self._queued == 0 and not self._closing:
+                if self._dirty and self.idle_trim > 0 and self._busy == 0:
+                    if not self._cond.wait(self.idle_trim) and self._queued == 0 and not self._closing \
+                            and self._busy == 0 and self._dirty:
                         self._dirty = False
                         self._cond.release()  # enqueuers are not held up while glibc trims
                         try:
@@ -247,6 +259,7 @@ class MicroBatcher:
             for item in batch:
                 item.job.queued -= 1
             self._queued -= len(batch)
+            self._busy += 1
             metrics.QUEUE_DEPTH.set(self._queued)
             return batch
 
@@ -262,7 +275,12 @@ class MicroBatcher:
                     metrics.ERRORS.labels("model").inc()
                     self._post(self._fail, batch, exc)
                     continue
-                self._dirty = True
+                finally:
+                    with self._cond:
+                        self._busy -= 1
+                        self._dirty = True
+                        if self._busy == 0:
+                            self._cond.notify_all()  # a waiting stream now times the idle trim
                 metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
                 metrics.BATCH_SIZE.observe(len(batch))
                 self._post(self._deliver, batch, preds)
@@ -275,7 +293,8 @@ class MicroBatcher:
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _done(self) -> None:
-        if self._stopped is not None and not self._stopped.done():
+        self._running -= 1
+        if self._running == 0 and self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
 
     @staticmethod

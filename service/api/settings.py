@@ -39,7 +39,10 @@ class Settings:
     max_batch_tokens: int = 8192
     max_wait_ms: float = 0.0
     max_queue: int = 2048
+    #: ORT intra-op threads per model call (0: the cores divided among the model streams)
     ort_threads: int = 0
+    #: model threads that run batches side by side on the one ORT session (see service.api.batcher)
+    model_streams: int = 1
     #: let ORT worker threads busy-wait between ops (faster alone, slower beside the event loop)
     ort_spin: bool = False
     #: ORT's CPU memory arena: keeps activation buffers at their peak size between requests (off:
@@ -78,7 +81,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = ("port", "max_messages", "max_text_chars", "max_body_bytes", "max_batch", "max_batch_tokens",
-                    "max_queue")
+                    "max_queue", "model_streams")
         bad = [n for n in positive if getattr(self, n) <= 0]
         bad += [n for n in ("max_wait_ms", "ort_threads", "idle_trim_ms") if getattr(self, n) < 0]
         bad += [n for n in ("read_timeout_s", "keep_alive_s", "graceful_timeout_s") if not getattr(self, n) > 0]
@@ -99,6 +102,14 @@ class Settings:
             raise UsageError("CT_MAX_QUEUE must be >= CT_MAX_MESSAGES, or a full request could never be queued")
 
     @property
+    def intra_op_threads(self) -> int:
+        """ORT threads per model call: ``ort_threads``, or with 0 and several model streams, the
+        cores shared among them (0 with one stream: ORT's default, one per physical core)."""
+        if self.ort_threads or self.model_streams == 1:
+            return self.ort_threads
+        return max(1, (os.cpu_count() or 1) // self.model_streams)
+
+    @property
     def timestamps(self) -> TimestampParser:
         """The created_at reader these settings describe (the batch job's, from the same two knobs)."""
         return TimestampParser(self.created_at_format, self.input_timezone)
@@ -109,7 +120,7 @@ class Settings:
         env = os.environ if env is None else env
         conv = {"bundle": Path, "host": str, "port": int, "max_messages": int, "max_text_chars": int,
                 "max_body_bytes": int, "max_batch": int, "max_batch_tokens": int, "max_wait_ms": float, "max_queue": int,
-                "ort_threads": int, "ort_spin": flag, "ort_mem_arena": flag, "idle_trim_ms": float, "priority_config": Path, "timezone": str, "log_texts": flag,
+                "ort_threads": int, "model_streams": int, "ort_spin": flag, "ort_mem_arena": flag, "idle_trim_ms": float, "priority_config": Path, "timezone": str, "log_texts": flag,
                 "log_level": str, "graceful_timeout_s": float, "read_timeout_s": float,
                 "keep_alive_s": float, "complaint_prior": float, "created_at_format": str, "input_timezone": str,
                 "routing_config": Path, "store": str, "store_secret": str, "history_window_days": float,
