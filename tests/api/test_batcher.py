@@ -66,6 +66,33 @@ async def test_results_match_predict_and_batches_respect_the_token_budget(scorer
         assert b == sorted(b)  # grouped by length
 
 
+@pytest.mark.anyio
+async def test_model_streams_run_batches_side_by_side(scorer: Scorer, sample_texts: list[str]) -> None:
+    side_by_side = threading.Barrier(2, timeout=10)  # one stream alone would wait here and fail its batch
+    calls, threads = [0], set()
+
+    def run(ids: Sequence[Sequence[int]], truncated: Sequence[bool]) -> Predictions:
+        threads.add(threading.current_thread().name)
+        calls[0] += 1
+        if calls[0] <= 2:
+            side_by_side.wait()
+        return scorer.predict_ids(ids, truncated)
+
+    with pytest.raises(ValueError, match="streams"):
+        MicroBatcher(scorer.encoder.token_ids, run, streams=0)
+    batcher = MicroBatcher(scorer.encoder.token_ids, run, max_batch=2, max_queue=256, streams=2)
+    batcher.start()
+    texts = sample_texts * 3
+    got = await asyncio.gather(*(batcher.submit([t]) for t in texts))
+    await batcher.close()  # returns only once both model threads have finished
+    assert len(threads) == 2 and not side_by_side.broken
+    want = scorer.predict(texts)
+    np.testing.assert_allclose(np.concatenate([g.severity for g in got]), want.severity, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([g.sentiment for g in got]), want.sentiment, atol=1e-5)
+    with pytest.raises(Overloaded, match="shutting down"):
+        await batcher.submit(["after close"])
+
+
 def test_plan_is_the_cheapest_contiguous_split() -> None:
     lengths = [10, 11, 12, 60, 61, 62, 62, 120]
     groups = plan(lengths, max_rows=4, max_tokens=10_000, overhead=32)
