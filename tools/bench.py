@@ -385,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fp32_bundle": str(args.fp32_model.resolve()) if args.fp32_model else None,
         "server_settings": {"max_batch": settings.max_batch, "max_batch_tokens": settings.max_batch_tokens,
                             "max_wait_ms": settings.max_wait_ms, "ort_spin": settings.ort_spin,
-                            "ort_threads": settings.ort_threads, "max_queue": settings.max_queue},
+                            "ort_threads": settings.ort_threads, "max_queue": settings.max_queue,
+                            "model_streams": settings.streams,
+                            "intra_op_threads": settings.intra_op_threads},
         "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM")}}
     records = load_records()
     pool = shuffled_texts(records, args.seed)

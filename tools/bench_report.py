@@ -262,6 +262,16 @@ def summary(res: dict[str, Any], checks: list[Target]) -> str:
     return "\n".join(rows)
 
 
+def _served_as(meta: dict[str, Any]) -> str:
+    """How the server ran its model (older bench.json files have no such record)."""
+    st = meta.get("server_settings") or {}
+    if "model_streams" not in st:
+        return ""
+    threads = st["intra_op_threads"] or "ORT's default number of"
+    return (f" Server: {st['model_streams']} model stream(s) of {threads} ORT thread(s), "
+            f"batches of at most {st['max_batch']} rows / {st['max_batch_tokens']} tokens.")
+
+
 def render(res: dict[str, Any], checks: list[Target]) -> str:
     """The whole markdown report."""
     meta = res["meta"]
@@ -271,7 +281,7 @@ def render(res: dict[str, Any], checks: list[Target]) -> str:
              f"{meta['cpu_count']} CPU cores; onnxruntime {meta['onnxruntime']}; "
              f"{meta['duration_s']:g} s per load level after {meta['warmup_s']:g} s warm-up"
              f"{' (--quick)' if meta['quick'] else ''}"
-             f"{rounds}.",
+             f"{rounds}.{_served_as(meta)}",
              "", "## Summary", "", summary(res, checks), "", "## Every figure", "", table(res), "", "## Targets", ""]
     lines += [f"- **{t.status}** {t.name}: {t.detail}" for t in checks]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in res.get("notes", [])]

@@ -261,7 +261,7 @@ def info(state: State) -> dict[str, Any]:
             "limits": {"max_messages": s.max_messages, "max_text_chars": s.max_text_chars,
                        "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},
             "batching": {"max_batch": s.max_batch, "max_batch_tokens": s.max_batch_tokens,
-                         "max_wait_ms": s.max_wait_ms, "model_streams": s.model_streams,
+                         "max_wait_ms": s.max_wait_ms, "model_streams": s.streams,
                          "intra_op_threads": s.intra_op_threads},
             "business_hours": {"timezone": hours.timezone, "days": list(hours.days),
                                "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")},
@@ -300,7 +300,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or await anyio.to_thread.run_sync(load_runtime, settings)
         batcher = MicroBatcher.for_scorer(rt.scorer, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                           max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
-                                          idle_trim_ms=settings.idle_trim_ms, streams=settings.model_streams)
+                                          idle_trim_ms=settings.idle_trim_ms, streams=settings.streams)
         batcher.start()
         app.state.runtime, app.state.batcher, app.state.ready = rt, batcher, True
         log.info("serving %s %s from %s", rt.scorer.meta.name, rt.scorer.meta.version, settings.bundle)

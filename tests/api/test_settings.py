@@ -24,7 +24,7 @@ def test_settings_from_env(tmp_path: Path) -> None:
     ({"CT_LOG_TEXTS": "ture"}, "CT_LOG_TEXTS='ture'"),  # a typo no longer means "off"
     ({"CT_ORT_THREADS": "-1"}, "CT_ORT_THREADS"),
     ({"CT_MAX_WAIT_MS": "-5"}, "CT_MAX_WAIT_MS"),
-    ({"CT_MODEL_STREAMS": "0"}, "CT_MODEL_STREAMS"),
+    ({"CT_MODEL_STREAMS": "-1"}, "CT_MODEL_STREAMS"),
     ({"CT_MODEL_STREAMS": "two"}, "CT_MODEL_STREAMS='two'"),
     ({"CT_LOG_LEVEL": "loud"}, "CT_LOG_LEVEL='loud'"),
     ({"CT_API_KEYS_FILE": "/no/such/keys"}, "CT_API_KEYS_FILE='/no/such/keys'"),
@@ -40,7 +40,11 @@ def test_model_streams_share_the_cores_unless_threads_are_set() -> None:
     import os
 
     cores = os.cpu_count() or 1
-    assert Settings.from_env({}).intra_op_threads == 0  # one stream: ORT's default
+    auto = Settings.from_env({})
+    assert auto.model_streams == 0 and auto.streams == (2 if cores >= 2 else 1)  # 0 = auto
+    assert auto.intra_op_threads == (max(1, cores // 2) if cores >= 2 else 0)
+    one = Settings.from_env({"CT_MODEL_STREAMS": "1"})
+    assert one.streams == 1 and one.intra_op_threads == 0  # one stream: ORT's default
     assert Settings.from_env({"CT_MODEL_STREAMS": "2"}).intra_op_threads == max(1, cores // 2)
     assert Settings.from_env({"CT_MODEL_STREAMS": str(4 * cores)}).intra_op_threads == 1
     assert Settings.from_env({"CT_MODEL_STREAMS": "2", "CT_ORT_THREADS": "3"}).intra_op_threads == 3

@@ -105,6 +105,11 @@ def test_report_checks_the_serving_and_fp32_targets_and_summarises_them() -> Non
     md = render(res, targets(res))
     assert "| service, concurrency 32 | 150.0 | 210.00 | service @32 ≥ 90% of raw ORT best | **MISS** 150.0 vs 330.0" in md
     assert "| raw ORT fp32 build, best batch (8) | 161.0 | 50.00 |" in md and "2.05×" in md
+    assert "Server:" not in md  # a bench.json of before the streams setting: no claim about them
+    res["meta"]["server_settings"] = {"model_streams": 2, "intra_op_threads": 1, "max_batch": 64,
+                                      "max_batch_tokens": 8192}
+    assert "Server: 2 model stream(s) of 1 ORT thread(s), batches of at most 64 rows / 8192 tokens." in render(
+        res, targets(res))
     slow = {t.name: t.status for t in targets(_serving((150.0, 200.0), (111.0, 161.0)))}
     assert slow["raw ORT ≥ 2× the fp32 build at batch 1"] == slow["raw ORT ≥ 2× the fp32 build at best batch"] == "MISS"
     alone = {t.name: t for t in targets(_serving((250.0, 330.0), None))}
