@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import msgspec
 import pyarrow as pa
@@ -43,13 +43,22 @@ def assert_same_records(ray_recs: list[dict[str, Any]], local_recs: list[dict[st
         same(got, want, f"row {i}")
 
 
-@pytest.mark.slow
-def test_ray_engine_equals_local(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray instance for this module's Ray runs (the engine starts it on its first run and
+    reuses it after; starting it costs seconds), shut down after the last test."""
     pytest.importorskip("ray")
     import ray
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RAY_ADDRESS", raising=False)  # a local instance, never a cluster the caller points at
+        yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_engine_equals_local(local_ray: None, tiny_bundle: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
     rows = make_rows(120, seed=21, max_words=60)
     rows[4]["text"] = "   "
     rows[40]["author_followers"] = None
@@ -58,40 +67,37 @@ def test_ray_engine_equals_local(tiny_bundle: Path, tmp_path: Path, monkeypatch:
         fh.write(b"{not json\n\n\xff\xfe not utf-8\n[1, 2]\n")
         fh.write(json.dumps({"id": "last", "text": "ok at the end", "tag": "z", "region": "EU"}).encode() + b"\n")
     parquet = write_parquet(tmp_path / "in.parquet", rows)
-    try:
-        for src, n in ((jsonl, 124), (parquet, 120)):
-            outs = {}
-            for engine in ("local", "ray"):
-                out = tmp_path / f"{src.suffix[1:]}-{engine}.jsonl"
-                assert score("--input", src, "--output", out, "--model", tiny_bundle, "--engine", engine,
-                             "--actors", 1, "--cpus-per-actor", 1, "--chunk-rows", 32, "--quiet",
-                             "--keep", ",".join((*KEEP, "prior_contacts"))) == 0  # a nullable int column
-                outs[engine] = read_jsonl(out)
-                assert not (tmp_path / f"{out.name}.partial").exists()
-            assert [r["row"] for r in outs["ray"]] == list(range(n))
-            assert_same_records(outs["ray"], outs["local"])
-            assert sum(r["error"] is not None for r in outs["ray"]) == (4 if src == jsonl else 1)
-        # --where skips and metadata warnings travel through Ray exactly as through the local engine
-        flt = tmp_path / "flt.jsonl"
-        flt.write_text("".join(json.dumps({"id": f"f{i}", "text": r["text"], "inbound": i % 3 != 0,
-                                           "created_at": "yesterday" if i % 4 == 0 else "Sat Mar 07 23:10:00 +0000 2026",
-                                           "user": {"n": r["author_followers"]}}) + "\n"
-                               for i, r in enumerate(rows[:60])), encoding="utf-8")
+    for src, n in ((jsonl, 124), (parquet, 120)):
         outs = {}
         for engine in ("local", "ray"):
-            out = tmp_path / f"flt-{engine}.jsonl"
-            assert score("--input", flt, "--output", out, "--model", tiny_bundle, "--engine", engine, "--actors", 1,
-                         "--cpus-per-actor", 1, "--chunk-rows", 16, "--read-rows", 25, "--quiet",
-                         "--where", "inbound=true", "--followers-col", "user.n") == 0
+            out = tmp_path / f"{src.suffix[1:]}-{engine}.jsonl"
+            assert score("--input", src, "--output", out, "--model", tiny_bundle, "--engine", engine,
+                         "--actors", 1, "--cpus-per-actor", 1, "--chunk-rows", 32, "--quiet",
+                         "--keep", ",".join((*KEEP, "prior_contacts"))) == 0  # a nullable int column
             outs[engine] = read_jsonl(out)
-        assert [r["row"] for r in outs["ray"]] == [i for i in range(60) if i % 3 != 0]
+            assert not (tmp_path / f"{out.name}.partial").exists()
+        assert [r["row"] for r in outs["ray"]] == list(range(n))
         assert_same_records(outs["ray"], outs["local"])
-        # every 4th row has a bad created_at; row 4 (blank text) is an error row, without warnings
-        assert sum(bool(r.get("warnings")) for r in outs["ray"]) == sum(i % 4 == 0 and i % 3 != 0 and i != 4
-                                                                        for i in range(60))
-        capsys.readouterr()
-    finally:
-        ray.shutdown()
+        assert sum(r["error"] is not None for r in outs["ray"]) == (4 if src == jsonl else 1)
+    # --where skips and metadata warnings travel through Ray exactly as through the local engine
+    flt = tmp_path / "flt.jsonl"
+    flt.write_text("".join(json.dumps({"id": f"f{i}", "text": r["text"], "inbound": i % 3 != 0,
+                                       "created_at": "yesterday" if i % 4 == 0 else "Sat Mar 07 23:10:00 +0000 2026",
+                                       "user": {"n": r["author_followers"]}}) + "\n"
+                           for i, r in enumerate(rows[:60])), encoding="utf-8")
+    outs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"flt-{engine}.jsonl"
+        assert score("--input", flt, "--output", out, "--model", tiny_bundle, "--engine", engine, "--actors", 1,
+                     "--cpus-per-actor", 1, "--chunk-rows", 16, "--read-rows", 25, "--quiet",
+                     "--where", "inbound=true", "--followers-col", "user.n") == 0
+        outs[engine] = read_jsonl(out)
+    assert [r["row"] for r in outs["ray"]] == [i for i in range(60) if i % 3 != 0]
+    assert_same_records(outs["ray"], outs["local"])
+    # every 4th row has a bad created_at; row 4 (blank text) is an error row, without warnings
+    assert sum(bool(r.get("warnings")) for r in outs["ray"]) == sum(i % 4 == 0 and i % 3 != 0 and i != 4
+                                                                    for i in range(60))
+    capsys.readouterr()
 
 
 # --------------------------------------------------------------------------------------------- Ray read plan
@@ -168,44 +174,38 @@ def test_unparsable_csv_is_a_clear_fatal_error_in_both_engines(tiny_bundle: Path
         csv.field_size_limit(limit)
 
 
-def test_ray_engine_resumes_interrupted_runs(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_ray_engine_resumes_interrupted_runs(local_ray: None, tiny_bundle: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """A Ray run killed mid-job, re-run, continues after its last part (and a local run can be
     finished on Ray): one row per input row, equal to an uninterrupted local run."""
-    pytest.importorskip("ray")
-    import ray
-
     import service.batch.store
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     files = _awkward_text_files(tmp_path)
     common = ("--model", tiny_bundle, "--chunk-rows", 8, "--read-rows", 13, "--actors", 1, "--cpus-per-actor", 1,
               "--quiet")
     real_add = service.batch.store.PartStore.add
-    try:
-        # CSV is left out: its read plan is checked row for row above, and each Ray run costs ~20 s
-        for fmt, first_engine in (("jsonl", "ray"), ("parquet", "local")):
-            src = files[fmt]
-            want = tmp_path / f"{fmt}-want.jsonl"
-            assert score("--input", src, "--output", want, *common) == 0
-            out = tmp_path / f"{fmt}-out.jsonl"
-            calls = []
+    # CSV is left out: its read plan is checked row for row above, and each Ray run costs ~20 s
+    for fmt, first_engine in (("jsonl", "ray"), ("parquet", "local")):
+        src = files[fmt]
+        want = tmp_path / f"{fmt}-want.jsonl"
+        assert score("--input", src, "--output", want, *common) == 0
+        out = tmp_path / f"{fmt}-out.jsonl"
+        calls = []
 
-            def add(self: Any, start: int, records: list[dict[str, Any]], calls: list[int] = calls) -> None:
-                if len(calls) == 2:
-                    raise KeyboardInterrupt
-                calls.append(start)
-                real_add(self, start, records)
+        def add(self: Any, start: int, records: list[dict[str, Any]], calls: list[int] = calls) -> None:
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            calls.append(start)
+            real_add(self, start, records)
 
-            monkeypatch.setattr(service.batch.store.PartStore, "add", add)
-            assert score("--input", src, "--output", out, "--engine", first_engine, *common) == 130
-            monkeypatch.setattr(service.batch.store.PartStore, "add", real_add)
-            parts = sorted(p.name for p in (tmp_path / f"{out.name}.partial").glob("part-*"))
-            assert parts == ["part-000000000000-000000000008.jsonl", "part-000000000008-000000000016.jsonl"]
-            assert score("--input", src, "--output", out, "--engine", "ray", *common) == 0
-            got, ref = read_jsonl(out), read_jsonl(want)
-            assert [r["row"] for r in got] == list(range(len(ref)))
-            assert_same_records(got, ref)
-        capsys.readouterr()
-    finally:
-        ray.shutdown()
+        monkeypatch.setattr(service.batch.store.PartStore, "add", add)
+        assert score("--input", src, "--output", out, "--engine", first_engine, *common) == 130
+        monkeypatch.setattr(service.batch.store.PartStore, "add", real_add)
+        parts = sorted(p.name for p in (tmp_path / f"{out.name}.partial").glob("part-*"))
+        assert parts == ["part-000000000000-000000000008.jsonl", "part-000000000008-000000000016.jsonl"]
+        assert score("--input", src, "--output", out, "--engine", "ray", *common) == 0
+        got, ref = read_jsonl(out), read_jsonl(want)
+        assert [r["row"] for r in got] == list(range(len(ref)))
+        assert_same_records(got, ref)
+    capsys.readouterr()

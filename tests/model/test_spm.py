@@ -85,3 +85,24 @@ def test_unconvertible_tokenizers_fall_back_or_fail_clearly(tmp_path: Path, monk
         TextEncoder.from_file(str(real_tokenizer_json()), max_length=32, prefix="", pad_id=1)
     monkeypatch.setenv("CT_TOKENIZER", "tokenizers")
     assert TextEncoder.from_file(str(real_tokenizer_json()), max_length=32, prefix="", pad_id=1).backend == "tokenizers"
+
+
+def test_a_tokenizer_is_built_once_per_content(tmp_path: Path) -> None:
+    """The same ``tokenizer.json`` bytes (another bundle's copy) reuse the built backend; other bytes
+    build their own, with their own ids."""
+    src = real_tokenizer_json()
+    copy = tmp_path / "a" / "tokenizer.json"
+    copy.parent.mkdir()
+    copy.write_bytes(src.read_bytes())
+    first = spm.load(src)
+    assert spm.load(copy) is first
+    data = json.loads(src.read_text(encoding="utf-8"))
+    data["model"]["vocab"][1000] = ["\u0000", 0.0]  # a trim placeholder: that id is never produced
+    piece = json.loads(src.read_text(encoding="utf-8"))["model"]["vocab"][1000][0]
+    changed = tmp_path / "b" / "tokenizer.json"
+    changed.parent.mkdir()
+    changed.write_text(json.dumps(data), encoding="utf-8")
+    other = spm.load(changed)
+    assert other is not first and spm.load(changed) is other
+    text = piece.replace("\u2581", " ").strip()
+    assert 1000 in first.encode_ids([text])[0] and 1000 not in other.encode_ids([text])[0]
