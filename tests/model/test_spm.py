@@ -40,6 +40,10 @@ def test_same_ids_as_tokenizers_on_hard_texts() -> None:
     assert sp.backend == "sentencepiece" and hf.backend == "tokenizers"
     assert sp.token_ids(HARD) == hf.token_ids(HARD)
     assert sp.tokenizer.get_vocab_size() == hf.tokenizer.get_vocab_size()
+    # a request's few texts take one call each (spm.SMALL_BATCH), big lists the batch API: same ids
+    assert len(HARD) > spm.SMALL_BATCH
+    one_by_one = [row for i in range(0, len(HARD), 3) for row in sp.token_ids(HARD[i:i + 3])[0]]
+    assert one_by_one == sp.token_ids(HARD)[0]
 
 
 def test_same_ids_as_tokenizers_on_every_data_text() -> None:
