@@ -139,7 +139,10 @@ def test_server_drops_the_messages_of_a_client_that_disconnected(tiny_bundle, tm
 
     from tools.server import ServerProcess
 
-    env = {"CT_MAX_BATCH": "1", "CT_ORT_THREADS": "1", "CT_MAX_MESSAGES": "256", "CT_MAX_QUEUE": "512"}
+    # one single-thread stream, one message per batch: the 256 queued messages keep the model busy long
+    # enough for the second client to queue and hang up behind them
+    env = {"CT_MAX_BATCH": "1", "CT_ORT_THREADS": "1", "CT_MODEL_STREAMS": "1", "CT_MAX_MESSAGES": "256",
+           "CT_MAX_QUEUE": "512"}
     big = {"messages": [{"text": f"my parcel never arrived, order {i} " * 8} for i in range(256)]}
     with ServerProcess(tiny_bundle, log_dir=tmp_path, env=env) as srv:
         def metric(name: str) -> float:
