@@ -30,7 +30,7 @@ from model.labels import labels_dict
 from model.scorer import Predictions, Scorer
 from service.api import metrics
 from service.api.auth import api_key_guard
-from service.api.batcher import Job, MicroBatcher, Overloaded
+from service.api.batcher import Job, MicroBatcher, Overloaded, overhead_tokens
 from service.api.errors import client_error, documented, error_handler, unavailable
 from service.api.feedback import document_feedback, make_feedback_route
 from service.api.settings import Settings
@@ -262,7 +262,8 @@ def info(state: State) -> dict[str, Any]:
                        "max_body_bytes": s.max_body_bytes, "max_queue": s.max_queue},
             "batching": {"max_batch": s.max_batch, "max_batch_tokens": s.max_batch_tokens,
                          "max_wait_ms": s.max_wait_ms, "model_streams": s.streams,
-                         "intra_op_threads": s.intra_op_threads},
+                         "intra_op_threads": s.intra_op_threads,
+                         "overhead_tokens": overhead_tokens(s.intra_op_threads)},
             "business_hours": {"timezone": hours.timezone, "days": list(hours.days),
                                "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")},
             "routing": _routing_info(rt.routing),
@@ -300,7 +301,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or await anyio.to_thread.run_sync(load_runtime, settings)
         batcher = MicroBatcher.for_scorer(rt.scorer, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                           max_batch_tokens=settings.max_batch_tokens, max_queue=settings.max_queue,
-                                          idle_trim_ms=settings.idle_trim_ms, streams=settings.streams)
+                                          idle_trim_ms=settings.idle_trim_ms, streams=settings.streams,
+                                          overhead_tokens=overhead_tokens(settings.intra_op_threads))
         batcher.start()
         app.state.runtime, app.state.batcher, app.state.ready = rt, batcher, True
         log.info("serving %s %s from %s", rt.scorer.meta.name, rt.scorer.meta.version, settings.bundle)

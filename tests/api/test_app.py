@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from pathlib import Path
 from typing import Any, Iterator
@@ -90,6 +91,10 @@ def test_health_ready_info_metrics_openapi(client: TestClient[Any]) -> None:
     assert info["limits"]["max_messages"] == 16
     # the tiny bundle predates BundleMeta.complaint_threshold: the 0.5 default decides is_complaint
     assert info["thresholds"] == {"private_followup": 0.5, "is_complaint": 0.5}
+    # what the service resolved: streams (auto), threads per call, and the planner's per-call cost
+    streams, threads = info["batching"]["model_streams"], info["batching"]["intra_op_threads"]
+    assert streams == (2 if (os.cpu_count() or 1) >= 2 else 1) and threads == 1
+    assert info["batching"]["overhead_tokens"] == 8  # single-thread calls (service.api.batcher)
     post(client, {"messages": [{"text": "hello"}]})
     post(client, {"messages": []})
     metrics = client.get("/metrics").text
