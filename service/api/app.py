@@ -263,7 +263,7 @@ def info(state: State) -> dict[str, Any]:
             "batching": {"max_batch": s.max_batch, "max_batch_tokens": s.max_batch_tokens,
                          "max_wait_ms": s.max_wait_ms, "model_streams": s.streams,
                          "intra_op_threads": s.intra_op_threads,
-                         "overhead_tokens": overhead_tokens(s.intra_op_threads)},
+                         "overhead_tokens": state.batcher.overhead},
             "business_hours": {"timezone": hours.timezone, "days": list(hours.days),
                                "start": hours.start.isoformat("minutes"), "end": hours.end.isoformat("minutes")},
             "routing": _routing_info(rt.routing),

@@ -50,10 +50,11 @@ RunIds = Callable[[Sequence[Sequence[int]], Sequence[bool]], Predictions]
 INLINE_TOKENIZE_CHARS = 4_000
 #: estimated fixed cost of one ONNX Runtime call, in padded tokens: what makes one batch of 8 rows
 #: cheaper than 8 batches of one (raw ORT: 111 msg/s at batch 1 vs 161 at batch 8, ~40-token texts).
-#: 32 for a call on several intra-op threads (one 2-thread stream, 3 interleaved rounds at concurrency
-#: 32: 64.9 / 64.5 / 62.1 req/s against 62.9 / 60.0 / 59.9 for 8); a single-thread call has no threads to wake and join, so
-#: its fixed cost is lower: with two 1-thread streams (int8 student, concurrency 32, 3 rounds)
-#: 8 → 191.6 / 197.9 / 203.1 req/s against 186.5 / 187.2 / 188.3 for 32 (0: 179.5, 96: 164.6)
+#: 32 for a call on several intra-op threads (one 2-thread stream, 3 interleaved rounds at
+#: concurrency 32: 64.9 / 64.5 / 62.1 req/s against 62.9 / 60.0 / 59.9 for 8). A single-thread call
+#: has no threads to wake and join, so its fixed cost is lower: with two 1-thread streams (int8
+#: student, concurrency 32, 3 rounds) 8 → 191.6 / 197.9 / 203.1 req/s against 186.5 / 187.2 / 188.3
+#: for 32 (0: 179.5, 96: 164.6)
 OVERHEAD_TOKENS = 32
 OVERHEAD_TOKENS_ONE_THREAD = 8
 
